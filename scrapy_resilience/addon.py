@@ -1,0 +1,36 @@
+"""The add-on: ``ADDONS = {"scrapy_resilience.Addon": 500}`` wires everything.
+
+It only writes component dicts, with Scrapy's helpers, so a user's own
+settings still win; it validates every ``RESILIENCE_*`` setting first, so a
+bad value stops the crawl before any component (or request) exists.
+"""
+
+from __future__ import annotations
+
+from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
+from scrapy.settings import BaseSettings
+
+from scrapy_resilience import settings as resilience_settings
+
+# Where our retry middleware sits: the place of Scrapy's own (550), so that
+# redirects, cookies and the rest of the stack see retries as they always did.
+RETRY_ORDER = 550
+
+
+class Addon:
+    def update_settings(self, settings: BaseSettings) -> None:
+        # Imported here: the components import Scrapy machinery that the
+        # add-on's module must not pull in when only the settings are read.
+        from scrapy_resilience.checkpoint import CheckpointExtension
+        from scrapy_resilience.monitor import MonitorExtension
+        from scrapy_resilience.retry import RetryMiddleware
+
+        resilience_settings.validate_all(settings)
+        if not resilience_settings.read(settings, "RESILIENCE_ENABLED"):
+            return
+        if resilience_settings.read(settings, "RESILIENCE_RETRY_ENABLED"):
+            # Ours takes the place of Scrapy's: two retry layers would multiply attempts.
+            settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", ScrapyRetryMiddleware, None)
+            settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, RETRY_ORDER)
+        settings.setdefault_in_component_priority_dict("EXTENSIONS", CheckpointExtension, 0)
+        settings.setdefault_in_component_priority_dict("EXTENSIONS", MonitorExtension, 0)

@@ -1,0 +1,31 @@
+"""Exceptions raised by scrapy-resilience."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ResilienceError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(ResilienceError):
+    """An invalid setting value: names the setting, the value and what is allowed."""
+
+    def __init__(self, setting: str, value: Any, allowed: str) -> None:
+        self.setting = setting
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{setting}={value!r} is invalid: {allowed}")
+
+
+class SchemaVersionError(ResilienceError):
+    """A checkpoint document of a schema version this package cannot read."""
+
+
+class CheckpointCorruptedError(ResilienceError):
+    """A checkpoint failed its checksum, did not parse, or lost a sidecar."""
+
+
+class UnserializableRequestError(ResilienceError):
+    """A request holds a value in meta or cb_kwargs that cannot be checkpointed."""

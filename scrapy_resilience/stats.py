@@ -1,0 +1,41 @@
+"""Names of the stats this package writes, all under ``resilience/``.
+
+Components import these names instead of spelling keys inline, so the README
+test can check every documented stat against the code.
+"""
+
+from __future__ import annotations
+
+PREFIX = "resilience"
+
+RETRY_SCHEDULED = "resilience/retry/scheduled"
+RETRY_DELAY_SECONDS = "resilience/retry/delay_seconds"
+RETRY_PERMANENT = "resilience/retry/permanent"
+RETRY_GAVE_UP = "resilience/retry/gave_up"
+RETRY_HELD = "resilience/retry/held"  # requests waiting for their backoff right now
+COOLDOWN_DOMAINS = "resilience/cooldown/domains"  # domains slowed down so far
+
+
+def failures(category: str) -> str:
+    """Key counting failures of one FailureCategory value (``network``...)."""
+    return f"resilience/failures/{category}"
+
+
+CHECKPOINT_COUNT = "resilience/checkpoint/count"
+CHECKPOINT_LAST_SEQUENCE = "resilience/checkpoint/last_sequence"
+CHECKPOINT_CORRUPTED = "resilience/checkpoint/corrupted"
+RESUME_COUNT = "resilience/resume/count"
+RESUME_REQUESTS_RESTORED = "resilience/resume/requests_restored"
+RESUME_CRASHES = "resilience/resume/crashes"  # runs of the job that died before this one
+POISON_SET_ASIDE = "resilience/poison/set_aside"
+
+BROWSER_RECYCLED = "resilience/browser/recycled"
+BROWSER_CRASHES = "resilience/browser/crashes"
+MEMORY_MB_MAX = "resilience/resources/memory_mb_max"
+CPU_PERCENT_MAX = "resilience/resources/cpu_percent_max"
+ABORT_REASON = "resilience/abort/reason"
+
+
+def threshold_tripped(setting: str) -> str:
+    """Key counting how often one threshold (by setting name) tripped."""
+    return f"resilience/threshold/{setting}"
