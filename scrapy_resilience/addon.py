@@ -19,13 +19,13 @@ RETRY_ORDER = 550
 
 class Addon:
     def update_settings(self, settings: BaseSettings) -> None:
+        resilience_settings.validate_all(settings)
         # Imported here: the components import Scrapy machinery that the
         # add-on's module must not pull in when only the settings are read.
         from scrapy_resilience.checkpoint import CheckpointExtension
         from scrapy_resilience.monitor import MonitorExtension
         from scrapy_resilience.retry import RetryMiddleware
 
-        resilience_settings.validate_all(settings)
         if not resilience_settings.read(settings, "RESILIENCE_ENABLED"):
             return
         if resilience_settings.read(settings, "RESILIENCE_RETRY_ENABLED"):

@@ -79,6 +79,7 @@ def _http_url(value: str | None) -> bool:
 
 
 _ACTIONS = ", ".join(action.value for action in AbortActionType)
+_PERCENT_OR_OFF = "0 (off) or a percentage from 1 to 100"
 
 SPECS: dict[str, Spec] = {
     # Enabling
@@ -116,15 +117,15 @@ SPECS: dict[str, Spec] = {
     # Monitor
     "RESILIENCE_MONITOR_INTERVAL": Spec(5.0, "float", "seconds from 0.1 to 3600", _between(0.1, 3600)),
     "RESILIENCE_MEMORY_MB": Spec(0, "int", "0 (off) or a positive number of MB", _at_least(0)),
-    "RESILIENCE_MEMORY_PERCENT": Spec(0.0, "float", "0 (off) or a percentage from 1 to 100", _off_or_between(*PERCENT_RANGE)),
-    "RESILIENCE_CPU_PERCENT": Spec(0.0, "float", "0 (off) or a percentage from 1 to 100", _off_or_between(*PERCENT_RANGE)),
+    "RESILIENCE_MEMORY_PERCENT": Spec(0.0, "float", _PERCENT_OR_OFF, _off_or_between(*PERCENT_RANGE)),
+    "RESILIENCE_CPU_PERCENT": Spec(0.0, "float", _PERCENT_OR_OFF, _off_or_between(*PERCENT_RANGE)),
     "RESILIENCE_DISK_SPACE_MB": Spec(0, "int", "0 (off) or a positive number of MB", _at_least(0)),
     "RESILIENCE_NETWORK_CONNECTIONS": Spec(0, "int", "0 (off) or a positive number of connections", _at_least(0)),
     "RESILIENCE_BROWSER_LIFETIME": Spec(
         0, "int", "0 (off) or seconds from 60 to 86400", _off_or_between(*BROWSER_LIFETIME_RANGE)
     ),
     # Abort policy
-    "RESILIENCE_ABORT_FAILURE_RATE": Spec(0.0, "float", "0 (off) or a percentage from 1 to 100", _off_or_between(*PERCENT_RANGE)),
+    "RESILIENCE_ABORT_FAILURE_RATE": Spec(0.0, "float", _PERCENT_OR_OFF, _off_or_between(*PERCENT_RANGE)),
     "RESILIENCE_ABORT_WINDOW_SIZE": Spec(100, "int", "an integer of at least 1", _at_least(1)),
     "RESILIENCE_ABORT_WINDOW_DURATION": Spec(300, "int", "seconds, an integer of at least 1", _at_least(1)),
     "RESILIENCE_ABORT_MIN_OPERATIONS": Spec(20, "int", "an integer of at least 1", _at_least(1)),
