@@ -1,0 +1,73 @@
+"""The add-on: its exact settings diff, the off switches, and bad settings at start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
+from scrapy.utils.test import get_crawler
+
+from scrapy_resilience.checkpoint import CheckpointExtension
+from scrapy_resilience.monitor import MonitorExtension
+from scrapy_resilience.retry import RetryMiddleware
+
+ADDON = {"scrapy_resilience.Addon": 500}
+
+
+def _diff(settings: dict) -> dict:
+    """The component settings the add-on changes, compared with the same crawler without it."""
+    plain = get_crawler(settings_dict=settings)
+    with_addon = get_crawler(settings_dict={**settings, "ADDONS": ADDON})
+    diff = {}
+    for name in ("DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS", "DUPEFILTER_CLASS", "ITEM_PIPELINES"):
+        before, after = plain.settings[name], with_addon.settings[name]
+        if before != after:
+            diff[name] = after
+    return diff
+
+
+def test_addon_settings_diff():
+    """Without checkpoints the add-on swaps the retry middleware and enables the two extensions, nothing else."""
+    assert _diff({}) == {
+        "DOWNLOADER_MIDDLEWARES": {ScrapyRetryMiddleware: None, RetryMiddleware: 550},
+        "EXTENSIONS": {CheckpointExtension: 0, MonitorExtension: 0},
+    }
+
+
+def test_user_settings_win():
+    """A user's own order for our middleware is kept."""
+    diff = _diff({"DOWNLOADER_MIDDLEWARES": {"scrapy_resilience.retry.RetryMiddleware": 600}})
+    assert diff["DOWNLOADER_MIDDLEWARES"][RetryMiddleware] == 600
+
+
+def test_disabled_suite_changes_nothing():
+    """RESILIENCE_ENABLED=False leaves every component setting as Scrapy's."""
+    assert _diff({"RESILIENCE_ENABLED": False}) == {}
+
+
+def test_retry_switch_keeps_scrapys_retry():
+    """RESILIENCE_RETRY_ENABLED=False keeps Scrapy's RetryMiddleware in place."""
+    assert "DOWNLOADER_MIDDLEWARES" not in _diff({"RESILIENCE_RETRY_ENABLED": False})
+
+
+def test_bad_setting_stops_scrapy_crawl_with_a_clear_last_line(tmp_path):
+    """An invalid setting exits non-zero before any request, the last line naming setting, value and rule."""
+    spider = tmp_path / "spider.py"
+    spider.write_text(
+        "import scrapy\n"
+        "class S(scrapy.Spider):\n"
+        "    name = 's'\n"
+        "    start_urls = ['http://127.0.0.1:9/']\n"
+        "    def parse(self, response):\n"
+        "        pass\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "runspider", str(spider), "-s", 'ADDONS={"scrapy_resilience.Addon": 500}',
+         "-s", "RESILIENCE_RETRY_MAX_ATTEMPTS=0"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    last = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert "RESILIENCE_RETRY_MAX_ATTEMPTS" in last and "'0'" in last and "1 to 100" in last
+    assert "Crawled" not in result.stderr
