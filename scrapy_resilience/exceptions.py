@@ -27,5 +27,9 @@ class CheckpointCorruptedError(ResilienceError):
     """A checkpoint failed its checksum, did not parse, or lost a sidecar."""
 
 
+class IllegalTransition(ResilienceError):
+    """A lifecycle transition that the data model's state machine does not allow."""
+
+
 class UnserializableRequestError(ResilienceError):
     """A request holds a value in meta or cb_kwargs that cannot be checkpointed."""
