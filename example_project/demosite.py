@@ -42,6 +42,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 PER_PAGE = 20
+# Enough of a request line to tell a control call during a "refuse" outage: "POST /_control/".
+CONTROL_PEEK = b"POST /_control/"
 MEMBERS_PER_PAGE = 10
 # A hang lasts at most this long so that a forgotten client never pins a thread forever.
 HANG_SECONDS = 3600.0
@@ -116,6 +118,7 @@ class Faults:
             self.counters: dict[tuple[str, str], int] = defaultdict(int)
             self.log: list[dict[str, Any]] = []
             self.recent: dict[str, deque[float]] = defaultdict(deque)
+            self.reset_at = time.time()
 
     def update(self, spec: dict[str, Any]) -> None:
         unknown = set(spec) - set(FAULT_KINDS)
@@ -174,7 +177,9 @@ class Faults:
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
-            self.log.append(entry)
+            # A slow request that arrived before the last reset belongs to an earlier test: drop it.
+            if entry["t"] >= self.reset_at:
+                self.log.append(entry)
 
     def new_session(self) -> str:
         nonce = f"{self.session_generation}.{random.getrandbits(64)}"
@@ -195,9 +200,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "DemoShop/1.0"
     server: DemoServer
+    entry: dict[str, Any] | None = None  # the current request's log entry, until it is recorded
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is /_control/log, not stderr."""
+
+    def handle(self) -> None:
+        # "refuse": a new connection is reset before its request is read, the nearest a live
+        # listener gets to a refusal. The control API stays reachable: it is recognised by peeking.
+        if self.server.faults.outage_mode(time.time()) == "refuse" and not self._peek_control():
+            self.entry = {"t": time.time(), "host": self.server.host, "path": "", "status": 0, "cookie": "", "ua": ""}
+            self._reset()
+            return
+        super().handle()
+
+    def _peek_control(self) -> bool:
+        try:
+            head = self.connection.recv(len(CONTROL_PEEK), socket.MSG_PEEK)
+        except OSError:
+            return False
+        # A request line sent in pieces is taken for a site request; clients send it whole.
+        return head.partition(b" ")[2].startswith(b"/_control/")
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -211,7 +234,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         started = time.time()
         # One handler serves a whole keep-alive connection: forget the previous request's log entry.
-        self.entry: dict[str, Any] | None = None
+        self.entry = None
         parts = urlsplit(self.path)
         self.route, self.query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
@@ -515,15 +538,6 @@ class DemoServer(http.server.ThreadingHTTPServer):
     def __init__(self, host: str, port: int, catalogue: Catalogue, faults: Faults, stopping: threading.Event):
         self.host, self.catalogue, self.faults, self.stopping = host, catalogue, faults, stopping
         super().__init__((host, port), Handler)
-
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        # "refuse": reset the connection before reading anything, the nearest a live listener gets to a refusal.
-        if self.faults.outage_mode(time.time()) == "refuse":
-            self.faults.record({"t": time.time(), "host": self.host, "path": "", "status": 0, "cookie": "", "ua": ""})
-            request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            request.close()
-            return False
-        return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that hang up (timeouts, resets, killed crawls) are normal here, not errors worth a traceback.
