@@ -15,6 +15,9 @@ Internal (between our own components; not part of the contract):
 - ``request_held(request, not_before)``: the retry middleware holds a retry
   of ``request`` until the wall-clock time ``not_before``; the checkpoint
   extension records it as pending work with its attempt count.
+- ``browser_crashed(spider)``: a scrapy-playwright browser disconnected
+  without being closed on purpose (sent by ``playwright_bridge``; the monitor
+  counts it as a crash).
 """
 
 checkpoint_saved = object()
@@ -24,3 +27,4 @@ browser_recycled = object()
 abort_triggered = object()
 
 request_held = object()
+browser_crashed = object()

@@ -34,6 +34,8 @@ BROWSER_CRASHES = "resilience/browser/crashes"
 MEMORY_MB_MAX = "resilience/resources/memory_mb_max"
 CPU_PERCENT_MAX = "resilience/resources/cpu_percent_max"
 ABORT_REASON = "resilience/abort/reason"
+ABORT_BLOCKED = "resilience/abort/requests_blocked"  # requests refused after the abort
+RESOURCES_READINGS = "resilience/resources/readings"
 
 
 def threshold_tripped(setting: str) -> str:
