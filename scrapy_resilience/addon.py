@@ -22,8 +22,10 @@ class Addon:
         resilience_settings.validate_all(settings)
         # Imported here: the components import Scrapy machinery that the
         # add-on's module must not pull in when only the settings are read.
+        from scrapy_resilience.abort import OUTCOME_ORDER, OutcomeMiddleware
         from scrapy_resilience.checkpoint import CheckpointExtension
         from scrapy_resilience.monitor import MonitorExtension
+        from scrapy_resilience.playwright_bridge import swap_download_handlers
         from scrapy_resilience.retry import RetryMiddleware
 
         if not resilience_settings.read(settings, "RESILIENCE_ENABLED"):
@@ -33,4 +35,9 @@ class Addon:
             settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", ScrapyRetryMiddleware, None)
             settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, RETRY_ORDER)
         settings.setdefault_in_component_priority_dict("EXTENSIONS", CheckpointExtension, 0)
-        settings.setdefault_in_component_priority_dict("EXTENSIONS", MonitorExtension, 0)
+        if resilience_settings.read(settings, "RESILIENCE_MONITOR_ENABLED"):
+            settings.setdefault_in_component_priority_dict("EXTENSIONS", MonitorExtension, 0)
+            # Early in the chain: it sees every final outcome and refuses sends after an abort.
+            settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", OutcomeMiddleware, OUTCOME_ORDER)
+            # Browser requests get DOWNLOAD_TIMEOUT and crash reports (scrapy-playwright ignores both).
+            swap_download_handlers(settings)

@@ -8,6 +8,7 @@ import sys
 from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
 from scrapy.utils.test import get_crawler
 
+from scrapy_resilience.abort import OutcomeMiddleware
 from scrapy_resilience.checkpoint import CheckpointExtension
 from scrapy_resilience.monitor import MonitorExtension
 from scrapy_resilience.retry import RetryMiddleware
@@ -30,7 +31,7 @@ def _diff(settings: dict) -> dict:
 def test_addon_settings_diff():
     """Without checkpoints the add-on swaps the retry middleware and enables the two extensions, nothing else."""
     assert _diff({}) == {
-        "DOWNLOADER_MIDDLEWARES": {ScrapyRetryMiddleware: None, RetryMiddleware: 550},
+        "DOWNLOADER_MIDDLEWARES": {ScrapyRetryMiddleware: None, RetryMiddleware: 550, OutcomeMiddleware: 50},
         "EXTENSIONS": {CheckpointExtension: 0, MonitorExtension: 0},
     }
 
