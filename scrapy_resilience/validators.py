@@ -24,7 +24,6 @@ EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
 MAX_CLOCK_SKEW = timedelta(days=1)
 
 
-
 class InvalidField(ValueError):
     """A field value that breaks its rule; ``field`` names the field (for error paths)."""
 
