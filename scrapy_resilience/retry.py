@@ -1,0 +1,337 @@
+"""The retry downloader middleware: classify, back off, hold, re-inject.
+
+It takes the place of Scrapy's RetryMiddleware (order 550). For a failed
+download (a response status of 400 or more, or an exception) it:
+
+1. classifies the failure (``classify.classify``); permanent failures, requests
+   with ``dont_retry`` and non-idempotent methods are not retried;
+2. builds the retry with Scrapy's own ``get_retry_request(...,
+   stats_base_key="retry")``, so ``retry/count``, ``retry/reason_count/*`` and
+   ``retry/max_reached`` keep their meaning, and so does ``max_retry_times``;
+3. draws the backoff delay (``backoff.retry_delay``; a ``Retry-After`` is a
+   minimum) and tells the per-domain cooldown;
+4. holds the retry *outside* the downloader until its time: the retry request
+   is returned to the engine marked with its wall-clock ``not_before``; our
+   ``request_scheduled`` handler takes every marked request, holds it and
+   raises ``IgnoreRequest``, which the engine treats as "dropped before the
+   scheduler" without logging and without calling any errback. So a waiting
+   request holds neither a download slot nor a ``CONCURRENT_REQUESTS`` place,
+   and no timer blocks the reactor;
+5. re-injects it with ``engine.crawl(request)`` when its time comes; the spider
+   does not close while requests are held (``spider_idle`` raises
+   ``DontCloseSpider``).
+
+Every failure is recorded as a FailureEvent whose ``correlation_id`` (meta
+``resilience_correlation_id``) follows the request across its retries.
+
+An unknown ``meta["resilience_policy"]`` is a programming error: the request
+fails at once with a ``ConfigError`` naming the known policies (its errback
+gets it, Scrapy logs it), rather than being crawled with a policy the user did
+not ask for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+import traceback
+import uuid
+from typing import Any
+
+import attrs
+from scrapy import Request, signals
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.exceptions import DontCloseSpider, IgnoreRequest, NotConfigured
+from scrapy.http import Response
+from scrapy.utils.asyncio import CallLaterResult, call_later
+from scrapy.utils.response import response_status_message
+
+from scrapy_resilience import signals as resilience_signals
+from scrapy_resilience import stats, testing
+from scrapy_resilience.backoff import parse_retry_after, retry_delay
+from scrapy_resilience.classify import Classification, classify
+from scrapy_resilience.cooldown import DomainCooldown
+from scrapy_resilience.exceptions import ConfigError
+from scrapy_resilience.models import FailureClassifier, FailureSeverity, RecoveryAction, RetryPolicy
+from scrapy_resilience.recorder import get_recorder
+from scrapy_resilience.settings import RetryConfig
+
+logger = logging.getLogger(__name__)
+
+# RFC 9110 §9.2.2: only these may be repeated without asking the user.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+META_POLICY = "resilience_policy"
+META_UNSAFE = "resilience_retry_unsafe"
+META_CORRELATION_ID = "resilience_correlation_id"
+# Set on a retry between process_response/process_exception and our
+# request_scheduled handler only; never seen by the scheduler or the spider.
+_META_NOT_BEFORE = "_resilience_not_before"
+
+
+@attrs.define
+class _Held:
+    request: Request
+    not_before: float
+    timer: CallLaterResult | None = None
+
+
+class RetryMiddleware:
+    """Downloader middleware; see the module docstring."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        config = RetryConfig.from_settings(crawler.settings)
+        if not config.enabled:
+            raise NotConfigured("RESILIENCE_RETRY_ENABLED or RESILIENCE_ENABLED is False")
+        self.crawler = crawler
+        self.config = config
+        # (attrs' tuple converters are untyped for mypy, hence the ignores.)
+        self.classifier = FailureClassifier(
+            transient_patterns=config.transient_patterns,  # type: ignore[arg-type]
+            permanent_patterns=config.permanent_patterns,  # type: ignore[arg-type]
+            retryable_status_codes=sorted(config.retry_http_codes),  # type: ignore[arg-type]
+            non_retryable_status_codes=sorted(config.non_retryable_http_codes),  # type: ignore[arg-type]
+        )
+        self.default_policy = self._policy_from(
+            "default",
+            {
+                "max_attempts": config.max_attempts,
+                "base_delay": config.base_delay,
+                "multiplier": config.multiplier,
+                "max_delay": config.max_delay,
+                "jitter_factor": config.jitter_factor,
+            },
+        )
+        self.policies = {name: self._policy_from(name, fields) for name, fields in config.policies.items()}
+        self.priority_adjust = crawler.settings.getint("RETRY_PRIORITY_ADJUST")
+        self.rng = random.Random()
+        self.recorder = get_recorder(crawler)
+        self.cooldown = DomainCooldown(
+            crawler.stats,
+            base_delay=config.base_delay,
+            max_delay=config.max_delay,
+            retry_after_max=config.retry_after_max,
+        )
+        self._held: dict[int, _Held] = {}
+        self._keys = itertools.count()
+        crawler.signals.connect(self._request_scheduled, signal=signals.request_scheduled)
+        crawler.signals.connect(self._spider_idle, signal=signals.spider_idle)
+        crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RetryMiddleware:
+        return cls(crawler)
+
+    def _policy_from(self, name: str, fields: dict[str, Any]) -> RetryPolicy:
+        try:
+            return RetryPolicy(name=name, failure_classifier=self.classifier, **fields)
+        except ValueError as exc:  # e.g. max_delay below base_delay
+            setting = f"RESILIENCE_RETRY_POLICIES[{name!r}]" if name != "default" else "RESILIENCE_RETRY_MAX_DELAY"
+            raise ConfigError(setting, fields, str(exc)) from None
+
+    # Downloader middleware hooks
+
+    def process_request(self, request: Request) -> None:
+        name = request.meta.get(META_POLICY)
+        if name is not None and name not in self.policies:
+            known = ", ".join(sorted(self.policies)) or "none are defined"
+            raise ConfigError(f"meta[{META_POLICY!r}]", name, "a policy of RESILIENCE_RETRY_POLICIES: " + known)
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        status = response.status
+        if status < 400:
+            self._cool(request, success=True)
+            return response
+        retry_after = None
+        header = response.headers.get(b"Retry-After")
+        if header is not None:
+            retry_after = parse_retry_after(header, time.time())
+        verdict = classify(status, self.classifier)
+        details = {"status": status}
+        retry = self._retry(request, response_status_message(status), verdict, retry_after, details, "")
+        return retry if retry is not None else response
+
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        if isinstance(exception, IgnoreRequest):
+            return None
+        verdict = classify(exception, self.classifier)
+        details = {"exception": type(exception).__module__ + "." + type(exception).__qualname__}
+        stack = "".join(traceback.format_exception(exception))
+        return self._retry(request, exception, verdict, None, details, stack)
+
+    # The decision
+
+    def _retry(
+        self,
+        request: Request,
+        reason: str | Exception,
+        verdict: Classification,
+        retry_after: float | None,
+        details: dict[str, Any],
+        stack: str,
+    ) -> Request | None:
+        meta = request.meta
+        correlation_id = meta.setdefault(META_CORRELATION_ID, uuid.uuid4().hex)
+        context: dict[str, Any] = {
+            "url": request.url,
+            "method": request.method,
+            "attempt": meta.get("retry_times", 0) + 1,
+            "reason": verdict.reason,
+            **details,
+        }
+        why_not = self._why_not_retry(request, verdict)
+        if why_not is not None:
+            if not verdict.transient:
+                self._inc(stats.RETRY_PERMANENT)
+            context["not_retried"] = why_not
+            self._record(
+                verdict,
+                verdict.recovery_action if not verdict.transient else RecoveryAction.SKIP,
+                str(reason),
+                context,
+                stack,
+                correlation_id,
+            )
+            return None
+        policy = self.policies[meta[META_POLICY]] if META_POLICY in meta else self.default_policy
+        max_retry_times = meta.get("max_retry_times", policy.max_attempts - 1)
+        max_retry_times = testing.max_attempts(max_retry_times + 1) - 1
+        spider = self.crawler.spider
+        assert spider is not None  # downloads only happen while a spider is open
+        retry = get_retry_request(
+            request,
+            spider=spider,
+            reason=reason,
+            max_retry_times=max_retry_times,
+            priority_adjust=meta.get("priority_adjust", self.priority_adjust),
+            stats_base_key="retry",
+        )
+        if retry is None:
+            self._inc(stats.RETRY_GAVE_UP)
+            context["gave_up_after"] = max_retry_times + 1
+            self._record(
+                verdict,
+                RecoveryAction.SKIP,
+                f"gave up: {reason}",
+                context,
+                stack,
+                correlation_id,
+                severity=FailureSeverity.HIGH,
+            )
+            return None
+        if testing.is_testing():
+            delay = 0.0
+        else:
+            delay = retry_delay(retry.meta["retry_times"], policy, self.rng, retry_after, self.config.retry_after_max)
+            self._cool(request, retry_after=retry_after)
+        self._inc(stats.RETRY_SCHEDULED)
+        self._inc(stats.RETRY_DELAY_SECONDS, delay)
+        context["delay"] = delay
+        self._record(verdict, RecoveryAction.RETRY, str(reason), context, stack, correlation_id)
+        if delay > 0:
+            retry.meta[_META_NOT_BEFORE] = time.time() + delay
+        return retry
+
+    def _cool(self, request: Request, *, success: bool = False, retry_after: float | None = None) -> None:
+        engine = self.crawler.engine
+        if engine is None:
+            return
+        if success:
+            self.cooldown.success(engine.downloader, request)
+        else:
+            self.cooldown.failure(engine.downloader, request, retry_after)
+
+    def _why_not_retry(self, request: Request, verdict: Classification) -> str | None:
+        if not verdict.transient:
+            return "permanent"
+        if request.meta.get("dont_retry", False):
+            return "dont_retry"
+        if request.method.upper() not in IDEMPOTENT_METHODS and not request.meta.get(META_UNSAFE, False):
+            return f"{request.method} is not idempotent (set meta {META_UNSAFE!r} to retry it)"
+        return None
+
+    def _record(
+        self,
+        verdict: Classification,
+        action: RecoveryAction,
+        message: str,
+        context: dict[str, Any],
+        stack: str,
+        correlation_id: str,
+        severity: FailureSeverity | None = None,
+    ) -> None:
+        self.recorder.record(
+            category=verdict.category,
+            severity=severity or verdict.severity,
+            recovery_action=action,
+            source="retry",
+            message=message,
+            context=context,
+            stack_trace=stack,
+            correlation_id=correlation_id,
+        )
+
+    def _inc(self, key: str, value: float = 1) -> None:
+        if self.crawler.stats is not None:
+            # get+set rather than inc_value, whose signature admits ints only.
+            self.crawler.stats.set_value(key, self.crawler.stats.get_value(key, 0) + value)
+
+    # Holding
+
+    def hold(self, request: Request, not_before: float) -> None:
+        """Keep ``request`` out of the crawl until the wall-clock time ``not_before``, then crawl it."""
+        request.meta.pop(_META_NOT_BEFORE, None)
+        if not request.dont_filter:
+            request = request.replace(dont_filter=True)
+        key = next(self._keys)
+        held = self._held[key] = _Held(request, not_before)
+        held.timer = call_later(max(0.0, not_before - time.time()), self._release, key)
+        self._gauge()
+        self.crawler.signals.send_catch_log(resilience_signals.request_held, request=request, not_before=not_before)
+
+    def held_requests(self) -> list[tuple[Request, float]]:
+        """The requests waiting for their backoff, with their ``not_before`` (epoch seconds)."""
+        return [(held.request, held.not_before) for held in self._held.values()]
+
+    def _release(self, key: int) -> None:
+        held = self._held.pop(key, None)
+        self._gauge()
+        if held is None:
+            return
+        engine = self.crawler.engine
+        if engine is None or engine.spider is None:
+            logger.warning("Dropped held retry of %(request)s: the spider is closed", {"request": held.request})
+            return
+        engine.crawl(held.request)
+
+    def _gauge(self) -> None:
+        if self.crawler.stats is not None:
+            self.crawler.stats.set_value(stats.RETRY_HELD, len(self._held))
+
+    # Signal handlers
+
+    def _request_scheduled(self, request: Request) -> None:
+        not_before = request.meta.get(_META_NOT_BEFORE)
+        if not_before is None:
+            return
+        self.hold(request, not_before)
+        raise IgnoreRequest
+
+    def _spider_idle(self) -> None:
+        if self._held:
+            raise DontCloseSpider
+
+    def _spider_closed(self) -> None:
+        # The held requests stay listed (held_requests) for the final checkpoint,
+        # which may be taken by a spider_closed handler that runs after this one.
+        if self._held:
+            logger.info(
+                "%(count)d held retries not sent before the spider closed (a checkpoint keeps them)",
+                {"count": len(self._held)},
+            )
+        for held in self._held.values():
+            if held.timer is not None:
+                held.timer.cancel()
