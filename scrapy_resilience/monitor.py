@@ -1,0 +1,330 @@
+"""The monitor extension: resource thresholds, browser recycling and the abort policy.
+
+Every ``RESILIENCE_MONITOR_INTERVAL`` seconds it takes a reading of the process
+tree (in a thread, see ``resources``), keeps the newest snapshot for the
+checkpoints' metadata, and judges the thresholds in steps: the first reading
+over a limit warns (signal, SYSTEM FailureEvent) and, for memory held mostly
+by a browser, recycles the browser; a second reading in a row over the limit
+stops the crawl. Final download outcomes (from ``abort.OutcomeMiddleware``)
+and browser crashes (from ``playwright_bridge``) feed the abort policy.
+
+Stopping, for a threshold or for the abort policy, runs the configured
+AbortActions in order (``abort.run_actions``): the engine is paused first so
+that nothing new leaves the scheduler, and ``OutcomeMiddleware`` refuses what
+is still on its way, so no request is sent after the decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from typing import Any
+
+from scrapy import signals as scrapy_signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+
+from scrapy_resilience import abort, resources, signals, stats
+from scrapy_resilience.models import (
+    AbortActionType,
+    FailureCategory,
+    FailureSeverity,
+    RecoveryAction,
+    ResourceSnapshot,
+    utc_now,
+)
+from scrapy_resilience.recorder import get_recorder
+from scrapy_resilience.serialization import unstructure
+from scrapy_resilience.settings import AbortConfig, MonitorConfig, read
+
+logger = logging.getLogger(__name__)
+
+CLOSE_REASONS = {
+    "RESILIENCE_MEMORY_MB": "resilience_memory_exceeded",
+    "RESILIENCE_MEMORY_PERCENT": "resilience_memory_exceeded",
+    "RESILIENCE_CPU_PERCENT": "resilience_cpu_exceeded",
+    "RESILIENCE_DISK_SPACE_MB": "resilience_disk_space",
+    "RESILIENCE_NETWORK_CONNECTIONS": "resilience_network_connections",
+}
+_CATEGORIES = {
+    abort.REASON_FAILURE_RATE: FailureCategory.EXTERNAL,
+    abort.REASON_CONSECUTIVE_CRASHES: FailureCategory.BROWSER,
+}
+# A browser is "the cause" of memory pressure when its processes (the tree's
+# children) hold more than this share of the tree's memory.
+BROWSER_CAUSE_SHARE = 0.5
+
+
+class MonitorExtension:
+    def __init__(self, crawler: Crawler) -> None:
+        self.config = MonitorConfig.from_settings(crawler.settings)
+        if not self.config.enabled:
+            raise NotConfigured("RESILIENCE_MONITOR_ENABLED or RESILIENCE_ENABLED is off")
+        self.crawler = crawler
+        self.threshold = resources.threshold_from_config(self.config)
+        self.policy = abort.policy_from_config(AbortConfig.from_settings(crawler.settings))
+        self.notify_url: str | None = read(crawler.settings, "RESILIENCE_NOTIFY_URL")
+        self.failure_codes = frozenset(read(crawler.settings, "RESILIENCE_RETRY_HTTP_CODES"))
+        self.drain_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
+        self.judge = abort.AbortJudge(self.policy)
+        self.sampler = resources.Sampler(os.getpid(), self.config.checkpoint_dir)
+        self.latest_snapshot: ResourceSnapshot | None = None
+        self.stopping: str | None = None  # the close reason, once decided
+        self.stopped_at: float | None = None  # epoch seconds of that decision
+        self.blocking = False  # refuse every send: the crawl is closing
+        self._cpu_history: deque[float] = deque(maxlen=resources.CPU_SUSTAINED_READINGS)
+        self._over: dict[str, int] = {}  # consecutive readings over each threshold
+        self._browser_born: float | None = None
+        self._recycling = False
+        self._loop: Any = None
+        self._checking: Any = None  # the Deferred of the reading in progress
+        crawler.signals.connect(self._spider_opened, signal=scrapy_signals.spider_opened)
+        crawler.signals.connect(self._spider_closed, signal=scrapy_signals.spider_closed)
+        crawler.signals.connect(self._browser_crashed, signal=signals.browser_crashed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> MonitorExtension:
+        return cls(crawler)
+
+    # -- life cycle -----------------------------------------------------------
+
+    def _spider_opened(self) -> None:
+        self._loop = create_looping_call(self._tick)
+        self._loop.start(self.config.interval, now=True)
+        # After every spider_opened handler: the checkpoint extension has read the job by then.
+        call_later(0, self._judge_earlier_crashes)
+
+    def _spider_closed(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def _checkpoints(self) -> Any:
+        try:
+            from scrapy_resilience.checkpoint import CheckpointExtension
+        except ImportError:  # the checkpoint component is optional for the monitor
+            return None
+        return self.crawler.get_extension(CheckpointExtension)
+
+    def _judge_earlier_crashes(self) -> None:
+        checkpoints = self._checkpoints()
+        crashes = int(getattr(checkpoints, "crashes", 0) or 0)
+        if crashes and (reason := self.judge.crash(crashes)):
+            self.stop(reason, {"crashed_runs": crashes})
+
+    # -- readings and thresholds ------------------------------------------------
+
+    def _tick(self) -> None:
+        # A reading of a large tree may outlast the interval: never run two at once.
+        if self._checking is None:
+            self._checking = deferred_from_coro(self._check())
+            self._checking.addErrback(lambda failure: logger.error("Resource check failed", exc_info=failure.value))
+            self._checking.addBoth(self._checked)
+
+    def _checked(self, _: Any) -> None:
+        self._checking = None
+
+    async def _check(self) -> None:
+        if self.stopping:
+            return
+        reading = await maybe_deferred_to_future(self.sampler.read())
+        self.latest_snapshot = reading.snapshot
+        crawler_stats = self.crawler.stats
+        crawler_stats.inc_value(stats.RESOURCES_READINGS)
+        crawler_stats.max_value(stats.MEMORY_MB_MAX, round(reading.memory_mb))
+        crawler_stats.max_value(stats.CPU_PERCENT_MAX, round(reading.cpu_percent, 1))
+        self._cpu_history.append(reading.cpu_percent)
+        trips = resources.check(self.threshold, reading, self._cpu_history)
+        tripped = {trip.setting for trip in trips}
+        self._over = {name: count for name, count in self._over.items() if name in tripped}
+        for trip in trips:
+            await self._tripped(trip, reading)
+            if self.stopping:
+                return
+        await self._maybe_recycle_for_age()
+
+    async def _tripped(self, trip: resources.Trip, reading: resources.Reading) -> None:
+        count = self._over[trip.setting] = self._over.get(trip.setting, 0) + 1
+        self.crawler.stats.inc_value(stats.threshold_tripped(trip.setting))
+        self.crawler.signals.send_catch_log(
+            signals.threshold_tripped,
+            threshold=trip.setting,
+            value=trip.value,
+            limit=trip.limit,
+            spider=self.crawler.spider,
+        )
+        detail = {"threshold": trip.setting, "value": round(trip.value, 1), "limit": trip.limit, "readings_over": count}
+        if count >= 2:
+            self.stop(CLOSE_REASONS[trip.setting], detail)
+            return
+        is_memory = trip.setting in ("RESILIENCE_MEMORY_MB", "RESILIENCE_MEMORY_PERCENT")
+        recycle = is_memory and reading.browser_share > BROWSER_CAUSE_SHARE and self._has_browser()
+        get_recorder(self.crawler).record(
+            category=FailureCategory.SYSTEM,
+            severity=FailureSeverity.HIGH,
+            recovery_action=RecoveryAction.RESTART if recycle else RecoveryAction.MANUAL,
+            source="monitor",
+            message=f"{trip.setting}: {trip.value:.1f} over the limit {trip.limit}",
+            context=detail,
+        )
+        logger.warning(
+            "%s over its limit (%.1f > %s): %s",
+            trip.setting,
+            trip.value,
+            trip.limit,
+            "recycling the browser" if recycle else "stopping if still over at the next reading",
+        )
+        if recycle:
+            await self.recycle_browser("memory")
+
+    # -- browsers ---------------------------------------------------------------
+
+    def _handlers(self) -> list[Any]:
+        from scrapy_resilience import playwright_bridge  # imports playwright: only when browsers are in use
+
+        return playwright_bridge.playwright_handlers(self.crawler)
+
+    def _has_browser(self) -> bool:
+        from scrapy_resilience.playwright_bridge import has_browser
+
+        return any(has_browser(handler) for handler in self._handlers())
+
+    async def _maybe_recycle_for_age(self) -> None:
+        if not self.config.browser_lifetime:
+            return
+        if not self._has_browser():
+            self._browser_born = None
+        elif self._browser_born is None:
+            self._browser_born = time.monotonic()
+        elif time.monotonic() - self._browser_born >= self.config.browser_lifetime:
+            await self.recycle_browser("lifetime")
+
+    async def recycle_browser(self, reason: str) -> int:
+        """Close every scrapy-playwright browser between requests; the next request launches a new one."""
+        from scrapy_resilience.playwright_bridge import recycle
+
+        if self._recycling:
+            return 0
+        self._recycling = True
+        recycled = 0
+        try:
+            for handler in self._handlers():
+                if await recycle(handler, self.crawler, self.drain_timeout):
+                    recycled += 1
+                    self.crawler.stats.inc_value(stats.BROWSER_RECYCLED)
+                    self.crawler.signals.send_catch_log(
+                        signals.browser_recycled, reason=reason, spider=self.crawler.spider
+                    )
+                    logger.info("Recycled the browser (%s)", reason)
+        finally:
+            self._recycling = False
+            self._browser_born = None
+        return recycled
+
+    def _browser_crashed(self) -> None:
+        self.crawler.stats.inc_value(stats.BROWSER_CRASHES)
+        self._browser_born = None
+        get_recorder(self.crawler).record(
+            category=FailureCategory.BROWSER,
+            severity=FailureSeverity.HIGH,
+            recovery_action=RecoveryAction.RETRY,
+            source="monitor",
+            message="The browser crashed; its requests are retried on a new browser",
+            context={"consecutive_crashes": self.judge.consecutive_crashes + 1},
+        )
+        if reason := self.judge.crash():
+            self.stop(reason, {"consecutive_crashes": self.judge.consecutive_crashes})
+
+    # -- the abort policy ---------------------------------------------------------
+
+    def outcome(self, request: Any, result: Any) -> None:
+        """One final download outcome (from ``OutcomeMiddleware``)."""
+        failed = abort.is_failure(result, self.failure_codes)
+        if failed is None or self.stopping:
+            return
+        if not failed and request.meta.get("playwright"):
+            self.judge.crash_free()
+        if reason := self.judge.operation(failed):
+            self.stop(reason, {"failure_rate": round(self.judge.rate(), 1), "window": list(self.judge.window.counts())})
+
+    def count_blocked(self) -> None:
+        self.crawler.stats.inc_value(stats.ABORT_BLOCKED)
+
+    def stop(self, reason: str, detail: dict[str, Any]) -> None:
+        """Stop the crawl for ``reason`` by the configured AbortActions (once; the first reason wins)."""
+        if self.stopping:
+            return
+        self.stopping = reason
+        self.stopped_at = time.time()
+        shuts_down = any(a.action_type is AbortActionType.SHUTDOWN for a in self.policy.abort_actions)
+        self.blocking = shuts_down
+        self.crawler.stats.set_value(stats.ABORT_REASON, reason)
+        logger.critical("Stopping the crawl: %s %r", reason, detail)
+        self.crawler.engine.pause()
+        d = deferred_from_coro(self._run_actions(reason, detail, shuts_down))
+        d.addErrback(lambda failure: logger.error("Abort failed", exc_info=failure.value))
+
+    def document(self, reason: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """The abort as JSON: sent with ``abort_triggered`` and POSTed to ``RESILIENCE_NOTIFY_URL``."""
+        spider = self.crawler.spider
+        snapshot = unstructure(self.latest_snapshot) if self.latest_snapshot is not None else None
+        return {
+            "reason": reason,
+            "detail": detail,
+            "spider": getattr(spider, "name", None),
+            "job_id": read(self.crawler.settings, "RESILIENCE_JOB_ID") or getattr(spider, "name", None),
+            "timestamp": utc_now().isoformat(),
+            "resources": snapshot,
+            "stats": {k: v for k, v in self.crawler.stats.get_stats().items() if k.startswith(stats.PREFIX)},
+        }
+
+    async def _run_actions(self, reason: str, detail: dict[str, Any], shuts_down: bool) -> None:
+        document = self.document(reason, detail)
+        steps = {
+            AbortActionType.SAVE_STATE: self._save_state,
+            AbortActionType.LOG_EVENT: lambda: self._log_event(reason, detail),
+            AbortActionType.NOTIFY: lambda: self._notify(reason, document),
+            AbortActionType.CLEANUP: self._cleanup,
+            AbortActionType.SHUTDOWN: lambda: self._shutdown(reason),
+        }
+        outcomes = await abort.run_actions(self.policy.abort_actions, steps)
+        logger.info("Abort steps: %r", outcomes)
+        if not shuts_down:
+            # Without SHUTDOWN the policy only reports: the crawl goes on.
+            self.crawler.engine.unpause()
+
+    async def _save_state(self) -> None:
+        checkpoints = self._checkpoints()
+        if checkpoints is not None:
+            await checkpoints.save_checkpoint()
+
+    async def _log_event(self, reason: str, detail: dict[str, Any]) -> None:
+        get_recorder(self.crawler).record(
+            category=_CATEGORIES.get(reason, FailureCategory.SYSTEM),
+            severity=FailureSeverity.CRITICAL,
+            recovery_action=RecoveryAction.ABORT,
+            source="monitor",
+            message=f"Crawl stopped: {reason}",
+            context=detail,
+        )
+
+    async def _notify(self, reason: str, document: dict[str, Any]) -> None:
+        self.crawler.signals.send_catch_log(
+            signals.abort_triggered, reason=reason, document=document, spider=self.crawler.spider
+        )
+        if self.notify_url:
+            status = await abort.post_json(self.notify_url, document)
+            logger.info("Abort notification sent to %s: HTTP %s", self.notify_url, status)
+
+    async def _cleanup(self) -> None:
+        from scrapy_resilience.playwright_bridge import close_contexts
+
+        self._spider_closed()
+        for handler in self._handlers():
+            await close_contexts(handler)
+
+    async def _shutdown(self, reason: str) -> None:
+        await self.crawler.engine.close_spider_async(reason=reason)

@@ -1,0 +1,170 @@
+"""The only module that touches scrapy-playwright's and Playwright's internals.
+
+scrapy-playwright 0.0.48 has no API to recycle a browser, to report a crash
+or to time a request out (it ignores ``DOWNLOAD_TIMEOUT``). Everything this
+package needs of it is here, in small functions tested against the real
+package (``tests/test_browser.py``), so that a new scrapy-playwright release
+breaks one file:
+
+* ``ResilientPlaywrightDownloadHandler`` (swapped in for scrapy-playwright's
+  handler by the add-on, see ``swap_download_handlers``) bounds every browser
+  request by ``download_timeout``, counts the requests inside it and reports a
+  browser that disconnects without being asked to as a crash (the internal
+  ``signals.browser_crashed``).
+* ``recycle`` closes a browser between two requests, with nothing lost, and
+  lets scrapy-playwright launch a fresh one on the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import psutil
+from scrapy.crawler import Crawler
+from scrapy.http import Request, Response
+from scrapy.settings import BaseSettings
+from scrapy.utils.misc import load_object
+from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
+from twisted.internet.error import TimeoutError as DownloadTimeoutError
+
+from scrapy_resilience import signals
+
+logger = logging.getLogger(__name__)
+
+_POLL = 0.1  # seconds between two looks at a draining browser
+
+
+class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
+    """scrapy-playwright's handler with a download timeout, an in-flight count and crash reports."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self.resilience_crawler = crawler
+        self.default_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
+        self.in_flight = 0
+        self.recycling = False
+
+    async def download_request(self, request: Request) -> Response:  # type: ignore[override]
+        if not request.meta.get("playwright"):
+            return await super().download_request(request)
+        # Without this bound, a request that waits for a page slot of a context
+        # whose browser died waits forever: the pages that would free the slot
+        # now release the semaphore of the relaunched context.
+        timeout = float(request.meta.get("download_timeout") or self.default_timeout)
+        self.in_flight += 1
+        try:
+            return await asyncio.wait_for(super().download_request(request), timeout=timeout)
+        except asyncio.TimeoutError:
+            raise DownloadTimeoutError(f"Getting {request.url} took longer than {timeout} seconds.") from None
+        finally:
+            self.in_flight -= 1
+
+    async def _maybe_launch_browser(self) -> None:
+        had = getattr(self, "browser", None)
+        await super()._maybe_launch_browser()
+        browser = getattr(self, "browser", None)
+        if browser is not None and browser is not had:
+            browser.on("disconnected", self._resilience_disconnected)
+
+    def _resilience_disconnected(self, *_: Any) -> None:
+        if self.recycling:
+            return
+        logger.warning("The browser disconnected without being closed: counted as a crash")
+        self.resilience_crawler.signals.send_catch_log(signals.browser_crashed, spider=self.resilience_crawler.spider)
+
+
+def swap_download_handlers(settings: BaseSettings) -> None:
+    """Put our handler where a project uses scrapy-playwright's own, at the same priority."""
+    handlers = settings["DOWNLOAD_HANDLERS"]
+    if not isinstance(handlers, BaseSettings):
+        return
+    for scheme, path in list(handlers.items()):
+        if path and load_object(path) is ScrapyPlaywrightDownloadHandler:
+            handlers.set(scheme, ResilientPlaywrightDownloadHandler, priority=handlers.getpriority(scheme) or "addon")
+
+
+def playwright_handlers(crawler: Crawler) -> list[ScrapyPlaywrightDownloadHandler]:
+    """The crawl's scrapy-playwright download handlers (ours or the plain ones)."""
+    found = crawler.engine.downloader.handlers._handlers.values()
+    return [handler for handler in dict.fromkeys(found) if isinstance(handler, ScrapyPlaywrightDownloadHandler)]
+
+
+def has_browser(handler: ScrapyPlaywrightDownloadHandler) -> bool:
+    return getattr(handler, "browser", None) is not None
+
+
+def open_pages(handler: ScrapyPlaywrightDownloadHandler) -> int:
+    """Pages open in the handler's contexts (``playwright_include_page`` keeps them open after the download)."""
+    return sum(len(wrapper.context.pages) for wrapper in list(handler.context_wrappers.values()))
+
+
+def driver_pid(handler: ScrapyPlaywrightDownloadHandler) -> int | None:
+    """PID of the Playwright driver process; the browser processes are its descendants."""
+    manager = getattr(getattr(handler, "browser_provider", None), "playwright_context_manager", None)
+    try:
+        return int(manager._connection._transport._proc.pid)  # type: ignore[union-attr]
+    except AttributeError:
+        return None
+
+
+def browser_processes(handler: ScrapyPlaywrightDownloadHandler) -> list[psutil.Process]:
+    """The browser's processes (the driver's descendants), for tests and measurements."""
+    pid = driver_pid(handler)
+    if pid is None:
+        return []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+async def close_contexts(handler: ScrapyPlaywrightDownloadHandler) -> None:
+    """Close every browser context (the abort's CLEANUP): frees the browser's memory."""
+    contexts = [wrapper.context for wrapper in list(handler.context_wrappers.values())]
+    await asyncio.gather(*(context.close() for context in contexts), return_exceptions=True)
+
+
+def _busy(handler: ScrapyPlaywrightDownloadHandler, crawler: Crawler) -> bool:
+    queued = any(request.meta.get("playwright") for request in crawler.engine.downloader.active)
+    return bool(getattr(handler, "in_flight", 0)) or queued or open_pages(handler) > 0
+
+
+async def recycle(handler: ScrapyPlaywrightDownloadHandler, crawler: Crawler, drain_timeout: float) -> bool:
+    """Close the handler's browser with no page lost; ``False`` when there was no browser.
+
+    The engine is paused so that no new request picks the old browser, its
+    requests (queued in the downloader too) finish, and only then is it
+    closed; scrapy-playwright's disconnect callback drops the browser and its
+    contexts and the next request launches a new one. After ``drain_timeout``
+    the browser is closed anyway; the requests that were still on it fail
+    and are retried like any other browser failure.
+    """
+    if not has_browser(handler):
+        return False
+    engine = crawler.engine
+    engine.pause()
+    if isinstance(handler, ResilientPlaywrightDownloadHandler):
+        handler.recycling = True
+    try:
+        deadline = time.monotonic() + drain_timeout
+        while _busy(handler, crawler) and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL)
+        browser = handler.browser
+        await browser.close()
+        # scrapy-playwright forgets the browser in an async "disconnected"
+        # callback; wait for it, or do it when its restart is turned off.
+        deadline = time.monotonic() + drain_timeout
+        while getattr(handler, "browser", None) is browser and time.monotonic() < deadline:
+            if not handler.config.restart_disconnected_browser:
+                handler.context_wrappers.clear()
+                del handler.browser
+                break
+            await asyncio.sleep(_POLL)
+        return True
+    finally:
+        if isinstance(handler, ResilientPlaywrightDownloadHandler):
+            handler.recycling = False
+        engine.unpause()
