@@ -41,6 +41,8 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_factory
+from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter
 
 from scrapy_resilience import models
@@ -90,6 +92,33 @@ def _strict(kind: type, *accepted: type) -> Callable[[Any, type], Any]:
     return structure_value
 
 
+def _only(json_type: type, factory: Callable[[Any, Any], Callable[[Any, Any], Any]]) -> Callable[[Any], Any]:
+    """A hook factory that refuses values other than ``json_type``, then runs cattrs' own hook.
+
+    cattrs alone would read a string as a tuple of its characters and anything
+    without the keys as an entity made of defaults.
+    """
+
+    def make_hook(type_: Any) -> Callable[[Any, Any], Any]:
+        hook = factory(type_, _converter)
+
+        def structure_checked(value: Any, target: Any) -> Any:
+            if not isinstance(value, json_type):
+                raise TypeError(f"expected a JSON {'object' if json_type is dict else 'array'}, got {value!r:.60}")
+            return hook(value, target)
+
+        return structure_checked
+
+    return make_hook
+
+
+def _generic_of(origin: type) -> Callable[[Any], bool]:
+    return lambda type_: getattr(type_, "__origin__", None) is origin
+
+
+_converter.register_structure_hook_factory(attrs.has, _only(dict, make_dict_structure_fn))
+_converter.register_structure_hook_factory(_generic_of(dict), _only(dict, mapping_structure_factory))
+_converter.register_structure_hook_factory(_generic_of(tuple), _only(list, homogenous_tuple_structure_factory))
 _converter.register_unstructure_hook(datetime, _format_datetime)
 _converter.register_structure_hook(datetime, _parse_datetime)
 _converter.register_structure_hook(int, _strict(int))
@@ -134,7 +163,7 @@ def structure(data: Any, cls: type[T]) -> T:
     """Build a ``cls`` from its JSON form; ``ValueError`` lists every problem with its path."""
     try:
         return _converter.structure(data, cls)
-    except (cattrs.BaseValidationError, InvalidField, ValueError, TypeError, KeyError) as exc:
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"invalid {cls.__name__}: " + "; ".join(_messages(exc, "$"))) from None
 
 

@@ -388,6 +388,25 @@ def test_structuring_does_not_coerce(field: str, value: Any) -> None:
         structure(document, Checkpoint)
 
 
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ("x", "$"),
+        ([], "$"),
+        (None, "$"),
+        ({"job_state": []}, "$.job_state"),
+        ({"errors": {}}, "$.errors"),
+        ({"errors": ["x"]}, "$.errors[0]"),
+        ({"progress": 5}, "$.progress"),
+        ({"progress": {"pending_items": "abc"}}, "$.progress.pending_items"),
+    ],
+)
+def test_json_shapes_are_not_coerced(data: Any, path: str) -> None:
+    """An entity needs an object and a sequence an array: a string is not read as its characters."""
+    with pytest.raises(ValueError, match=re.escape("expected a JSON ") + ".*" + re.escape(f"@ {path}")):
+        structure(data, CheckpointData)
+
+
 def test_an_integer_is_accepted_for_a_float() -> None:
     """JSON writers may write 2.0 as 2: a float field reads it as 2.0."""
     data = unstructure(ResourceSnapshot())
