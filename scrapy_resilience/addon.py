@@ -35,6 +35,16 @@ class Addon:
             settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", ScrapyRetryMiddleware, None)
             settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, RETRY_ORDER)
         settings.setdefault_in_component_priority_dict("EXTENSIONS", CheckpointExtension, 0)
+        if resilience_settings.read(settings, "RESILIENCE_CHECKPOINT_DIR") is not None:
+            from scrapy_resilience.dupefilter import ResilientDupeFilter
+            from scrapy_resilience.frontier import LEDGER_ORDER, LedgerDownloaderMiddleware, LedgerSpiderMiddleware
+
+            # First in the chain: sees every request that leaves the scheduler.
+            settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", LedgerDownloaderMiddleware,
+                                                           LEDGER_ORDER)
+            settings.setdefault_in_component_priority_dict("SPIDER_MIDDLEWARES", LedgerSpiderMiddleware, LEDGER_ORDER)
+            # Only at add-on priority: a project's own DUPEFILTER_CLASS wins (its fingerprints are then not kept).
+            settings.set("DUPEFILTER_CLASS", ResilientDupeFilter, priority="addon")
         if resilience_settings.read(settings, "RESILIENCE_MONITOR_ENABLED"):
             settings.setdefault_in_component_priority_dict("EXTENSIONS", MonitorExtension, 0)
             # Early in the chain: it sees every final outcome and refuses sends after an abort.

@@ -24,6 +24,7 @@ def failures(category: str) -> str:
 CHECKPOINT_COUNT = "resilience/checkpoint/count"
 CHECKPOINT_LAST_SEQUENCE = "resilience/checkpoint/last_sequence"
 CHECKPOINT_CORRUPTED = "resilience/checkpoint/corrupted"
+CHECKPOINT_UNSERIALIZABLE = "resilience/checkpoint/unserializable"  # requests that could not be journaled
 RESUME_COUNT = "resilience/resume/count"
 RESUME_REQUESTS_RESTORED = "resilience/resume/requests_restored"
 RESUME_CRASHES = "resilience/resume/crashes"  # runs of the job that died before this one

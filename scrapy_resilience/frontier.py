@@ -1,0 +1,301 @@
+"""The frontier ledger: every request from ``request_scheduled`` until it is done.
+
+A request is identified by ``meta["resilience_id"]`` (a disk queue or a retry
+hands back a different object, so identity cannot be used). The ledger keeps
+almost nothing in memory: a pending request lives in the scheduler and, as an
+``"a"`` line, in the journal (``journal.py``); only the requests inside the
+engine right now (at most ``CONCURRENT_REQUESTS``) are kept, by id.
+
+*Done* means the engine removed the request from its in-progress set: by then
+everything its callback or errback produced has been scheduled or has left
+the item pipelines (see ``in_progress``). ``sweep`` finds those requests,
+flushes the feed exporters' files so that their items are in the feed files,
+and only then journals them as done. A held retry (``signals.request_held``)
+is journaled as an ``"h"`` line and is no longer tracked in the engine.
+
+The two middlewares here are installed by the add-on when checkpoints are on:
+``LedgerDownloaderMiddleware`` (first in the chain) sees a request leave the
+scheduler; ``LedgerSpiderMiddleware`` gives children their own id and filters
+start requests already handled in an earlier run of the job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import weakref
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from typing import IO, Any
+
+from scrapy import Request, signals
+from scrapy.crawler import Crawler
+from scrapy.extensions.feedexport import FeedExporter
+
+from scrapy_resilience import codec, stats
+from scrapy_resilience import signals as resilience_signals
+from scrapy_resilience.exceptions import UnserializableRequestError
+from scrapy_resilience.journal import JournalWriter, dumps
+
+logger = logging.getLogger(__name__)
+
+ID_KEY = "resilience_id"  # meta: the request's id in the ledger
+CRASHES_KEY = "resilience_crashes"  # meta: consecutive deaths of the job with this request in flight
+START_KEY = "resilience_start"  # meta: a request of the spider's start(), to skip once handled
+# meta: put back at resume, passes the dupefilter once; True when its journal
+# line is unchanged, "changed" when it must be journaled again (crash count)
+_RESTORED_KEY = "_resilience_restored"
+OWN_KEYS = (ID_KEY, CRASHES_KEY, START_KEY, _RESTORED_KEY)
+LEDGER_ORDER = 10  # both middlewares: before every built-in downloader middleware (the first is at 50)
+
+
+def in_progress(crawler: Crawler) -> Collection[Request]:
+    """The requests the engine is working on (downloading, or processing their output).
+
+    The only access to a private Scrapy attribute in the ledger: the engine
+    removes a request from ``engine._slot.inprogress`` once its download,
+    callback or errback, scheduling of children and item pipelines are all
+    finished, the one exact "done" moment Scrapy has (no signal marks it).
+    No slot (spider closed, or not opened yet) means nothing in progress.
+    """
+    slot = getattr(crawler.engine, "_slot", None)
+    return slot.inprogress if slot is not None else ()
+
+
+def feed_files(crawler: Crawler) -> list[IO[Any]]:
+    """The open files (and exporter streams) of Scrapy's FEEDS, to flush before journaling "done"."""
+    exporter = crawler.get_extension(FeedExporter) if crawler.engine is not None else None
+    files: list[IO[Any]] = []
+    for slot in getattr(exporter, "slots", ()):
+        # Some exporters (CSV) wrap the file in a text stream with its own buffer.
+        stream = getattr(slot.exporter, "stream", None)
+        files.extend(f for f in (stream, slot.file) if f is not None and not f.closed)
+    return files
+
+
+def flush_feeds(crawler: Crawler) -> list[int]:
+    """Flush the feed files to the OS (enough for a SIGKILL); return their fds to fsync off-thread."""
+    fds = []
+    for file in feed_files(crawler):
+        try:
+            file.flush()
+            fds.append(file.fileno())
+        except (ValueError, OSError):  # closed meanwhile, or not a real file (stdout, a pipe)
+            continue
+    return fds
+
+
+class Ledger:
+    """One per crawler (``get_ledger``): journals the frontier and finds done requests."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.writer: JournalWriter | None = None  # set by the checkpoint extension once the job is loaded
+        self.run = 1
+        self._ids = itertools.count(1)
+        self._lines: list[str] = []  # journaled before the writer exists, or since the last flush
+        self._flying: dict[str, Request] = {}
+        self._pass_once: set[str] = set()
+        self._flush_soon: Any = None
+        self.on_done: Callable[[list[str]], None] | None = None
+        self.scheduled = 0
+        self.completed = 0
+        self.unserializable = 0
+        self.recent_done: list[str] = []  # URLs, a bounded sample for ProgressState
+        crawler.signals.connect(self._scheduled, signal=signals.request_scheduled)
+        crawler.signals.connect(self._dropped, signal=signals.request_dropped)
+        crawler.signals.connect(self._held, signal=resilience_signals.request_held)
+
+    # -- journal -----------------------------------------------------------
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._lines.append(dumps(record))
+
+    def flush(self) -> None:
+        """Hand the buffered lines to the writer thread (no I/O here)."""
+        if self.writer is None or not self._lines:
+            return
+        for line in self._lines:
+            self.writer.append(line)
+        self._lines = []
+        self.writer.flush()
+
+    def _flush_later(self) -> None:
+        # A request entering the downloader may be the one that kills the
+        # process; its "x" line must reach the file promptly, once per loop turn.
+        if self._flush_soon is None:
+            from scrapy.utils.asyncio import call_later
+
+            self._flush_soon = call_later(0, self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_soon = None
+        self.flush()
+
+    # -- signals -------------------------------------------------------------
+
+    def _scheduled(self, request: Request) -> None:
+        meta = request.meta
+        key = meta.get(ID_KEY)
+        if key is None:
+            key = meta[ID_KEY] = f"{self.run}.{next(self._ids)}"
+        else:
+            # A redirect or retry of a request in the engine: the new request
+            # carries the work on; the old object leaving the engine is not "done".
+            self._flying.pop(key, None)
+        self.scheduled += 1
+        restored = meta.pop(_RESTORED_KEY, False)
+        if restored:
+            self._pass_once.add(key)  # its fingerprint is already seen: it passes the dupefilter once
+        if restored is not True:  # True: its "a" line is already in the checkpoint, unchanged
+            try:
+                line = codec.dumps(request, self.crawler.spider)
+            except UnserializableRequestError as exc:
+                self.unserializable += 1
+                self.crawler.stats.inc_value(stats.CHECKPOINT_UNSERIALIZABLE)
+                logger.error("%s; it is crawled but would be lost in a crash", exc)
+                return
+            self._lines.append('{"a":' + dumps(key) + ',"r":' + line + "}")
+        if meta.get(START_KEY):
+            fp = self.crawler.request_fingerprinter.fingerprint(request)
+            self.append({"s": fp.hex()})
+
+    def _dropped(self, request: Request) -> None:
+        key = request.meta.get(ID_KEY)
+        if key is None:
+            return
+        self.append({"d": key})
+
+    def _held(self, request: Request, not_before: float) -> None:
+        key = request.meta.get(ID_KEY)
+        if key is None:
+            return
+        self._flying.pop(key, None)
+        try:
+            line = codec.dumps(request, self.crawler.spider)
+        except UnserializableRequestError as exc:
+            logger.error("%s; its retry would be lost in a crash", exc)
+            return
+        self._lines.append('{"h":' + dumps(key) + ',"r":' + line + ',"n":' + dumps(not_before) + "}")
+
+    def passes_once(self, request: Request) -> bool:
+        """True once for a request put back at resume: the dupefilter must not drop it."""
+        key = request.meta.get(ID_KEY)
+        if key in self._pass_once:
+            self._pass_once.discard(key)
+            return True
+        return False
+
+    def seen(self, fingerprint: bytes) -> None:
+        self.append({"f": fingerprint.hex()})
+
+    def keep_pending(self, request: Request) -> None:
+        """Forget that ``request`` entered the engine: it is not done when it leaves."""
+        key = request.meta.get(ID_KEY)
+        if key is not None:
+            self._flying.pop(key, None)
+
+    def entered_downloader(self, request: Request) -> None:
+        key = request.meta.get(ID_KEY)
+        if key is None:  # not from the scheduler (engine.download_async, robots.txt)
+            return
+        self._flying[key] = request
+        self.append({"x": key})
+        self._flush_later()
+
+    # -- done ------------------------------------------------------------------
+
+    def sweep(self) -> list[int]:
+        """Journal the requests that left the engine as done; return the feed fds to fsync."""
+        engine_has = in_progress(self.crawler)
+        done = [key for key, request in self._flying.items() if request not in engine_has]
+        fds = flush_feeds(self.crawler)  # their items reach the feed files before "done" does
+        for key in done:
+            request = self._flying.pop(key)
+            self.append({"d": key})
+            self.recent_done.append(request.url)
+        del self.recent_done[:-20]
+        self.completed += len(done)
+        self.flush()
+        if done and self.on_done is not None:
+            self.on_done(done)
+        return fds
+
+    @property
+    def flying(self) -> int:
+        return len(self._flying)
+
+
+_ledgers: weakref.WeakKeyDictionary[Crawler, Ledger] = weakref.WeakKeyDictionary()
+
+
+def get_ledger(crawler: Crawler) -> Ledger:
+    """The ledger of ``crawler``, created on first use."""
+    if crawler not in _ledgers:
+        _ledgers[crawler] = Ledger(crawler)
+    return _ledgers[crawler]
+
+
+class LedgerDownloaderMiddleware:
+    """First downloader middleware: a request left the scheduler and entered the engine."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.ledger = get_ledger(crawler)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> LedgerDownloaderMiddleware:
+        return cls(crawler)
+
+    def process_request(self, request: Request) -> None:
+        self.ledger.entered_downloader(request)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        from scrapy_resilience.abort import RequestAfterAbort
+
+        if isinstance(exception, RequestAfterAbort):
+            # Refused because the crawl is aborting: still to do, in the final checkpoint.
+            self.ledger.keep_pending(request)
+
+
+class LedgerSpiderMiddleware:
+    """Children get ids of their own; start requests handled in an earlier run are skipped."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        # Filled at resume by the checkpoint extension: restored requests go
+        # first, then start requests whose fingerprint was not handled before.
+        self.restored: Iterable[Request] = ()
+        self.start_seen: set[bytes] = set()
+        _middlewares[crawler] = self
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> LedgerSpiderMiddleware:
+        return cls(crawler)
+
+    async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        for request in self.restored:
+            yield request
+        self.restored = ()
+        fingerprint = self.crawler.request_fingerprinter.fingerprint
+        async for item_or_request in start:
+            if isinstance(item_or_request, Request):
+                if self.start_seen and fingerprint(item_or_request) in self.start_seen:
+                    continue
+                item_or_request.meta[START_KEY] = True
+            yield item_or_request
+        self.start_seen = set()
+
+    async def process_spider_output(self, response: Any, result: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for item_or_request in result:
+            if isinstance(item_or_request, Request):
+                # meta=response.meta is common: a child must not inherit its parent's id.
+                for key in OWN_KEYS:
+                    item_or_request.meta.pop(key, None)
+            yield item_or_request
+
+
+_middlewares: weakref.WeakKeyDictionary[Crawler, LedgerSpiderMiddleware] = weakref.WeakKeyDictionary()
+
+
+def spider_middleware(crawler: Crawler) -> LedgerSpiderMiddleware | None:
+    """The ledger's spider middleware of ``crawler``, if installed."""
+    return _middlewares.get(crawler)
