@@ -61,6 +61,37 @@ class UrlsSpider(Spider):
         self.failures.append(failure)
 
 
+class CatalogueSpider(Spider):
+    """Crawls list pages 1..``pages`` of the demo catalogue and every product they link to."""
+
+    name = "catalogue"
+
+    def __init__(self, specs: list[tuple[str, dict[str, Any]]], pages: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.start_url = specs[0][0]
+        self.pages = pages
+        self.list_pages: set[str] = set()
+        self.live_links: set[str] = set()
+        self.products: set[str] = set()
+
+    async def start(self) -> AsyncIterator[Request]:
+        yield Request(self.start_url + "/catalogue/page-1.html", callback=self.parse_list)
+
+    def parse_list(self, response: Response) -> Iterator[Request]:
+        self.list_pages.add(response.url)
+        for href in response.css("li.product a::attr(href)").getall():
+            url = response.urljoin(href)
+            if not url.endswith("-gone.html"):
+                self.live_links.add(url)
+            yield Request(url, callback=self.parse_product)
+        next_page = response.css("li.next a::attr(href)").get()
+        if next_page and len(self.list_pages) < self.pages:
+            yield Request(response.urljoin(next_page), callback=self.parse_list)
+
+    def parse_product(self, response: Response) -> None:
+        self.products.add(response.url)
+
+
 class Crawl:
     """The outcome of one test crawl."""
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
 import pytest_twisted
-from retry_helpers import crawl, hits, loopback_only_resolver
+from retry_helpers import CatalogueSpider, UrlsSpider, crawl, hits, loopback_only_resolver
 from scrapy.exceptions import NotConfigured
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.test import get_crawler
 
+from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience import stats, testing
 from scrapy_resilience.exceptions import ConfigError
 from scrapy_resilience.models import FailureCategory, RecoveryAction
@@ -198,3 +200,55 @@ def test_policy_with_cap_below_base_delay_is_a_config_error() -> None:
     settings = {"RESILIENCE_RETRY_POLICIES": {"bad": {"base_delay": 5, "max_delay": 1}}}
     with pytest.raises(ConfigError, match="RESILIENCE_RETRY_POLICIES"):
         RetryMiddleware.from_crawler(get_crawler(settings_dict=settings))
+
+
+@pytest_twisted.ensureDeferred
+async def test_outage_in_the_middle_loses_no_page(demo_site: Any) -> None:
+    """A 20-second outage (503s) in the middle of a crawl loses no page with the default policy."""
+    demo_site.reset()
+    demo_site.set_faults(outage={"start": time.time() + 2.0, "duration": 20, "mode": "503"})
+    settings = {
+        "RESILIENCE_RETRY_BASE_DELAY": 1.0,  # the defaults, stated: this test is about them
+        "RESILIENCE_RETRY_MAX_DELAY": 60.0,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": 2,
+        "DOWNLOAD_DELAY": 0.1,
+    }
+    result = await crawl([(demo_site.url, {})], settings, spidercls=CatalogueSpider)
+    spider = result.spider
+    assert 503 in _statuses(demo_site, "/")  # the outage did hit the crawl
+    assert len(spider.list_pages) == 5
+    assert len(spider.live_links) > 80
+    assert spider.products == spider.live_links
+    assert result.stat(stats.RETRY_GAVE_UP) == 0 and result.stat("retry/max_reached") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_hold_api_and_request_held_signal(demo_site: Any) -> None:
+    """hold() keeps a request out until not_before, lists it in held_requests() and sends request_held."""
+    demo_site.reset()
+    signalled: list[tuple[str, float]] = []
+    listed: list[list[tuple[str, float]]] = []
+    not_before = time.time() + 1.5
+
+    def on_held(request: Any, not_before: float) -> None:
+        signalled.append((request.url, not_before))
+
+    class HoldingSpider(UrlsSpider):
+        def parse(self, response: Any) -> None:
+            super().parse(response)
+            if response.url.endswith("key=first"):
+                middleware = self.crawler.get_downloader_middleware(RetryMiddleware)
+                self.crawler.signals.connect(on_held, signal=resilience_signals.request_held)
+                middleware.hold(
+                    response.request.replace(url=demo_site.url2 + "/fault/slow?delay=0&key=held"), not_before
+                )
+                listed.append([(request.url, when) for request, when in middleware.held_requests()])
+
+    result = await crawl([(demo_site.url + "/fault/slow?delay=0&key=first", {})], spidercls=HoldingSpider)
+    held_url = demo_site.url2 + "/fault/slow?delay=0&key=held"
+    assert signalled == [(held_url, not_before)]
+    assert listed == [[(held_url, not_before)]]
+    assert result.crawler.get_downloader_middleware(RetryMiddleware).held_requests() == []
+    _first, held = hits(demo_site, "/fault/slow")
+    assert held["host"] == "127.0.0.2" and held["t"] >= not_before
+    assert len(result.spider.responses) == 2  # the spider stayed open for the held request
