@@ -1,0 +1,1 @@
+"""The example Scrapy project: crawls the local demo shop with scrapy-resilience enabled."""
