@@ -15,6 +15,7 @@ from scrapy_resilience import settings as resilience_settings
 # Where our retry middleware sits: the place of Scrapy's own (550), so that
 # redirects, cookies and the rest of the stack see retries as they always did.
 RETRY_ORDER = 550
+SESSIONS_ORDER = -10
 
 
 class Addon:
@@ -27,6 +28,7 @@ class Addon:
         from scrapy_resilience.monitor import MonitorExtension
         from scrapy_resilience.playwright_bridge import swap_download_handlers
         from scrapy_resilience.retry import RetryMiddleware
+        from scrapy_resilience.sessions import SessionsExtension
 
         if not resilience_settings.read(settings, "RESILIENCE_ENABLED"):
             return
@@ -35,6 +37,8 @@ class Addon:
             settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", ScrapyRetryMiddleware, None)
             settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", RetryMiddleware, RETRY_ORDER)
         settings.setdefault_in_component_priority_dict("EXTENSIONS", CheckpointExtension, 0)
+        # Loaded before the checkpoint extension: it registers its state before the restore.
+        settings.setdefault_in_component_priority_dict("EXTENSIONS", SessionsExtension, SESSIONS_ORDER)
         if resilience_settings.read(settings, "RESILIENCE_CHECKPOINT_DIR") is not None:
             from scrapy_resilience.dupefilter import ResilientDupeFilter
             from scrapy_resilience.frontier import LEDGER_ORDER, LedgerDownloaderMiddleware, LedgerSpiderMiddleware
@@ -49,5 +53,6 @@ class Addon:
             settings.setdefault_in_component_priority_dict("EXTENSIONS", MonitorExtension, 0)
             # Early in the chain: it sees every final outcome and refuses sends after an abort.
             settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", OutcomeMiddleware, OUTCOME_ORDER)
-            # Browser requests get DOWNLOAD_TIMEOUT and crash reports (scrapy-playwright ignores both).
-            swap_download_handlers(settings)
+        # Browser requests get DOWNLOAD_TIMEOUT ("no request waits forever"), crash
+        # reports and session carry-over: scrapy-playwright's own handler has none of them.
+        swap_download_handlers(settings)

@@ -12,6 +12,7 @@ from scrapy_resilience.abort import OutcomeMiddleware
 from scrapy_resilience.checkpoint import CheckpointExtension
 from scrapy_resilience.monitor import MonitorExtension
 from scrapy_resilience.retry import RetryMiddleware
+from scrapy_resilience.sessions import SessionsExtension
 
 ADDON = {"scrapy_resilience.Addon": 500}
 
@@ -32,7 +33,7 @@ def test_addon_settings_diff():
     """Without checkpoints the add-on swaps the retry middleware and enables the two extensions, nothing else."""
     assert _diff({}) == {
         "DOWNLOADER_MIDDLEWARES": {ScrapyRetryMiddleware: None, RetryMiddleware: 550, OutcomeMiddleware: 50},
-        "EXTENSIONS": {CheckpointExtension: 0, MonitorExtension: 0},
+        "EXTENSIONS": {CheckpointExtension: 0, SessionsExtension: -10, MonitorExtension: 0},
     }
 
 
