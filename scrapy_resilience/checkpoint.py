@@ -156,12 +156,12 @@ class CheckpointExtension:
         self.crawler.stats.set_value(stats.RESUME_REQUESTS_RESTORED, restored)
         self.crawler.stats.set_value(stats.RESUME_CRASHES, job.crashes)
         logger.info(
-            "Resuming job %s from checkpoint %s (%d corrupted ones passed over): %d requests restored "
-            "(%d waiting for a retry, %d in flight at a crash put back one at a time, %d set aside as poison), "
-            "%d fingerprints; run %d, %d crashed runs in a row",
-            self.sealer.store.job_id, job.checkpoint.sequence_number if job.checkpoint else "none (journal only)",
-            job.corrupted, restored, len(held), len(job.suspects), len(job.poison), len(job.replay.seen),
-            self.runs, job.crashes,
+            "Resuming job %s from checkpoint %s (%d corrupted ones passed over) and its journal: "
+            "%d requests restored (%d in flight when the job died, %d waiting for a retry, %d put back one "
+            "at a time as suspects, %d set aside as poison), %d fingerprints; run %d, %d crashed runs in a row",
+            self.sealer.store.job_id, job.checkpoint.sequence_number if job.checkpoint else "none",
+            job.corrupted, restored, len(job.replay.in_flight) if job.crashes else 0, len(held),
+            len(job.suspects), len(job.poison), len(job.replay.seen), self.runs, job.crashes,
         )
 
     def _split_held(self, job: LoadedJob) -> tuple[Iterator[Request], list[tuple[Request, float]]]:
