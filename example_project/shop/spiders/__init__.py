@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import scrapy
+from scrapy.http import TextResponse
 
 
 class DemoSiteSpider(scrapy.Spider):
@@ -16,7 +17,7 @@ class DemoSiteSpider(scrapy.Spider):
     def base_url(self) -> str:
         return (self.site or self.settings.get("DEMO_SITE_URL")).rstrip("/")
 
-    def product_item(self, response: scrapy.http.Response) -> dict[str, Any]:
+    def product_item(self, response: TextResponse) -> dict[str, Any]:
         """The item of a detail page (plain or JS-rendered, the markup is the same)."""
         return {
             "sku": response.css("span.sku::text").get(),

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import scrapy
+from scrapy.http import TextResponse
 
 from shop.spiders import DemoSiteSpider
 
@@ -18,10 +19,10 @@ class CatalogueSpider(DemoSiteSpider):
     async def start(self) -> AsyncIterator[Any]:
         yield scrapy.Request(self.base_url + "/catalogue/page-1.html", callback=self.parse)
 
-    def parse(self, response: scrapy.http.Response, **kwargs: Any) -> Iterator[scrapy.Request]:
+    def parse(self, response: TextResponse, **kwargs: Any) -> Iterator[scrapy.Request]:
         # Dead links (404) are dropped by Scrapy's HttpErrorMiddleware, as on any real site.
         yield from response.follow_all(css="li.product a", callback=self.parse_product)
         yield from response.follow_all(css="li.next a", callback=self.parse)
 
-    def parse_product(self, response: scrapy.http.Response) -> Iterator[dict[str, Any]]:
+    def parse_product(self, response: TextResponse) -> Iterator[dict[str, Any]]:
         yield self.product_item(response)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import scrapy
+from scrapy.http import TextResponse
 from scrapy_playwright.page import PageMethod
 
 from shop.spiders import DemoSiteSpider
@@ -20,7 +21,7 @@ class JsCatalogueSpider(DemoSiteSpider):
     """Crawls /js/ through scrapy-playwright: list pages wait for their links; detail pages render inline."""
 
     name = "js_catalogue"
-    custom_settings: ClassVar[dict[str, Any]] = {
+    custom_settings = {  # noqa: RUF012 (Scrapy declares it a plain class attribute)
         # Only this spider needs a browser, so only it routes downloads through scrapy-playwright.
         "DOWNLOAD_HANDLERS": {
             "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
@@ -36,11 +37,11 @@ class JsCatalogueSpider(DemoSiteSpider):
         meta = {"playwright": True, "playwright_page_methods": [PageMethod("wait_for_selector", RENDERED)]}
         return scrapy.Request(url, callback=self.parse, meta=meta)
 
-    def parse(self, response: scrapy.http.Response, **kwargs: Any) -> Iterator[scrapy.Request]:
+    def parse(self, response: TextResponse, **kwargs: Any) -> Iterator[scrapy.Request]:
         # The detail pages fill themselves in with an inline script, done by the time "load" fires.
         yield from response.follow_all(css="a.product", callback=self.parse_product, meta={"playwright": True})
         for href in response.css("li.next a::attr(href)").getall():
             yield self.list_request(response.urljoin(href))
 
-    def parse_product(self, response: scrapy.http.Response) -> Iterator[dict[str, Any]]:
+    def parse_product(self, response: TextResponse) -> Iterator[dict[str, Any]]:
         yield self.product_item(response)
