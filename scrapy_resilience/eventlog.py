@@ -15,11 +15,10 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
+from scrapy_resilience.fileio import FILE_MODE, atomic_write, ensure_private_dir
 from scrapy_resilience.models import FailureEvent
 from scrapy_resilience.serialization import event_from_line, event_to_line
-from scrapy_resilience.store import FILE_MODE, atomic_write, ensure_private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +36,29 @@ class EventLog:
         self.retention = retention
         self.skipped_lines = 0  # lines the last read() passed over
         self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
-        self._lines = 0  # lines in the file, as far as this process knows
+        self._lines: int | None = None  # lines in the file, as far as this process knows
 
     def append(self, event: FailureEvent) -> None:
-        """Write one event as one line and flush it to the operating system."""
-        line = event_to_line(event).rstrip("\n").encode() + b"\n"
+        """Write one event as one line, straight to the operating system (no fsync)."""
+        line = event_to_line(event).encode() + b"\n"
         with self._lock:
-            file = self._open()
-            file.write(line)
-            file.flush()
+            if self._lines is None:
+                ensure_private_dir(self.directory)
+                self._lines = self._count_lines()
+            # Opened per append, with O_APPEND: the line lands whole at the end
+            # even when another process (or its compaction) touched the file.
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            try:
+                os.fchmod(fd, FILE_MODE)  # os.open's mode is masked by the umask
+                end = os.fstat(fd).st_size
+                if end and os.pread(fd, 1, end - 1) != b"\n":
+                    # A crash tore the last line: end it, so this event is not glued to it.
+                    line = b"\n" + line
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             self._lines += 1
             if self._lines > 2 * self.retention:
                 self._compact()
@@ -58,37 +70,11 @@ class EventLog:
             self.skipped_lines = skipped
             return events
 
-    def close(self) -> None:
-        """Close the append handle (appending again reopens it)."""
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def _open(self) -> BinaryIO:
-        """The append handle, reopened when the file was replaced by another writer's compaction."""
-        if self._file is not None:
-            try:
-                current = os.stat(self.path).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(self._file.fileno()).st_ino:
-                return self._file
-            self._file.close()
-            self._file = None
-        ensure_private_dir(self.directory)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)  # os.open's mode is masked by the umask
-        file = open(fd, "ab+")  # noqa: SIM115 - kept open across appends
-        file.seek(0)
-        content = file.read()
-        self._lines = content.count(b"\n")
-        if content and not content.endswith(b"\n"):
-            # A crash tore the last line: end it, so the next event is not glued to it.
-            file.write(b"\n")
-            self._lines += 1
-        self._file = file
-        return file
+    def _count_lines(self) -> int:
+        try:
+            return self.path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            return 0
 
     def _read(self) -> tuple[list[FailureEvent], int]:
         try:
@@ -96,12 +82,12 @@ class EventLog:
         except FileNotFoundError:
             return [], 0
         events, skipped = [], 0
-        for raw in content.splitlines():
+        for raw in content.split(b"\n"):
             if not raw.strip():
                 continue
             try:
                 events.append(event_from_line(raw.decode()))
-            except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError is a ValueError
+            except ValueError as exc:  # bad JSON, bad UTF-8, not a valid FailureEvent
                 logger.debug("Skipping a damaged event line: %s", exc)
                 skipped += 1
         return events, skipped
@@ -110,8 +96,5 @@ class EventLog:
         """Rewrite the file atomically with the newest ``retention`` valid events."""
         events, _ = self._read()
         kept = events[-self.retention :]
-        atomic_write(self.path, (event_to_line(event).rstrip("\n").encode() + b"\n" for event in kept))
+        atomic_write(self.path, (event_to_line(event).encode() + b"\n" for event in kept))
         self._lines = len(kept)
-        if self._file is not None:
-            self._file.close()
-            self._file = None

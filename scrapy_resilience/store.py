@@ -19,7 +19,6 @@ thread; one process writes a job directory at a time.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -27,123 +26,36 @@ import re
 import threading
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import attrs
 
 from scrapy_resilience.exceptions import CheckpointCorruptedError, SchemaVersionError
+from scrapy_resilience.fileio import (
+    FILE_MODE as FILE_MODE,  # re-exported: the journal imports it from here
+)
+from scrapy_resilience.fileio import (
+    TMP_PREFIX,
+    atomic_write,
+    ensure_private_dir,
+    fsync_dir,
+    inflight_temporaries,
+    sha256_of_file,
+)
 from scrapy_resilience.lifecycle import CheckpointLifecycle, CheckpointPhase
 from scrapy_resilience.models import Checkpoint, CheckpointData, CheckpointMetadata, CheckpointStatus
 from scrapy_resilience.serialization import checkpoint_from_document, checkpoint_to_document, seal
 
 logger = logging.getLogger(__name__)
 
-DIR_MODE = 0o700  # job files hold URLs, cookies and browser storage: owner only
-FILE_MODE = 0o600
 MAX_MANIFEST_BYTES = 1 << 20  # the contract: a manifest stays under 1 MB
 SIDECARS_KEY = "sidecars"  # where in data.job_state the manifest lists its sidecars
-TMP_PREFIX = ".tmp-"
-# Level 1: sidecars are JSON lines, which shrink several-fold even at the
-# fastest level, and a typical checkpoint must be written within 100 ms.
-GZIP_LEVEL = 1
-_BLOCK = 1 << 20  # callers stream small chunks (one line each); hash and write in blocks
 
 _MANIFEST_RE = re.compile(r"checkpoint-(\d+)\.json(?:\.gz)?")
 _SIDECAR_RE = re.compile(rb"sidecar-[0-9a-f]{32}-[A-Za-z0-9_-]{1,64}\.jsonl(?:\.gz)?")
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-# Temporary files being written by this process right now: the garbage
-# collector removes every other temporary file, the leftovers of a crash.
-_inflight: set[str] = set()
-_inflight_lock = threading.Lock()
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` and its missing parents with mode 0o700 (existing ones are left as they are)."""
-    missing = []
-    while not path.is_dir():
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            continue
-        directory.chmod(DIR_MODE)  # mkdir's mode is masked by the umask
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _HashingSink:
-    """A write-only file wrapper that hashes and counts the bytes that reach the disk."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self._raw.write(data)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-
-def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    buffer = bytearray()
-    for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= _BLOCK:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
-
-
-def atomic_write(path: Path, chunks: Iterable[bytes], *, compress: bool = False) -> tuple[str, int]:
-    """Write ``chunks`` to ``path`` atomically (0o600); return the SHA-256 hex and size of the stored bytes.
-
-    ``path`` either keeps its old content or gets the whole new one, whatever
-    instant the process dies at, and the new content survives a power cut.
-    """
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
-    with _inflight_lock:
-        _inflight.add(tmp.name)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        with open(fd, "wb") as raw:
-            os.fchmod(fd, FILE_MODE)  # os.open's mode is masked by the umask
-            sink = _HashingSink(raw)
-            if compress:
-                # mtime=0: the same content gives the same bytes, hence the same hash.
-                with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:  # type: ignore[arg-type]
-                    for block in _blocks(chunks):
-                        gz.write(block)
-            else:
-                for block in _blocks(chunks):
-                    sink.write(block)
-            raw.flush()
-            os.fsync(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        with _inflight_lock:
-            _inflight.discard(tmp.name)
-    fsync_dir(path.parent)
-    return sink.sha256.hexdigest(), sink.size
 
 
 @attrs.frozen
@@ -185,8 +97,9 @@ class _Corrupted(Exception):
 class CheckpointStore:
     """The checkpoints of one job directory. Blocking; thread-safe; one writing process per directory."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, job_id: str, retention: int = 10,
-                 compress: bool = False) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, job_id: str, retention: int = 10, compress: bool = False
+    ) -> None:
         if retention < 1:
             raise ValueError(f"retention must be at least 1, got {retention}")
         self.directory = Path(directory)
@@ -198,6 +111,10 @@ class CheckpointStore:
         self._last_sequence = 0
         # Sidecars written for a checkpoint not committed yet: not garbage.
         self._uncommitted: set[str] = set()
+        # Sidecar file -> (inode, size, mtime_ns, SHA-256) once hashed by this
+        # store: sidecars are immutable, so retention, which must not delete a
+        # damaged file, re-hashes only what changed since, not gigabytes per commit.
+        self._hashed: dict[str, tuple[int, int, int, str]] = {}
 
     # -- writing ---------------------------------------------------------
 
@@ -210,6 +127,7 @@ class CheckpointStore:
         with self._lock:
             self._uncommitted.add(file)
         sha256, size = atomic_write(self.checkpoint_dir / file, chunks, compress=self.compress)
+        self._remember_hash(file, sha256)
         return SidecarRef(file, sha256, size)
 
     def open_sidecar(self, ref: SidecarRef) -> BinaryIO:
@@ -219,8 +137,14 @@ class CheckpointStore:
             return cast(BinaryIO, gzip.open(path, "rb"))  # a GzipFile reads like any binary file
         return open(path, "rb")
 
-    def commit(self, *, metadata: CheckpointMetadata, data: CheckpointData, sidecars: Mapping[str, SidecarRef],
-               status: CheckpointStatus = CheckpointStatus.COMPLETED) -> Checkpoint:
+    def commit(
+        self,
+        *,
+        metadata: CheckpointMetadata,
+        data: CheckpointData,
+        sidecars: Mapping[str, SidecarRef],
+        status: CheckpointStatus = CheckpointStatus.COMPLETED,
+    ) -> Checkpoint:
         """Seal and write the next checkpoint atomically, then apply retention; return it."""
         with self._lock:
             # A sidecar written before this commit and not referenced by it is garbage.
@@ -228,10 +152,15 @@ class CheckpointStore:
             lifecycle = CheckpointLifecycle()
             sequence = self._next_sequence()
             listed = {name: attrs.asdict(ref) for name, ref in sidecars.items()}
-            checkpoint = seal(Checkpoint(
-                job_id=self.job_id, sequence_number=sequence, status=status, metadata=metadata,
-                data=attrs.evolve(data, job_state={**data.job_state, SIDECARS_KEY: listed}),
-            ))
+            checkpoint = seal(
+                Checkpoint(
+                    job_id=self.job_id,
+                    sequence_number=sequence,
+                    status=status,
+                    metadata=metadata,
+                    data=attrs.evolve(data, job_state={**data.job_state, SIDECARS_KEY: listed}),
+                )
+            )
             encoded = json.dumps(checkpoint_to_document(checkpoint), indent=1, sort_keys=True).encode()
             lifecycle.to(CheckpointPhase.VALIDATING)
             # What is written must read back as the same checkpoint; a bug here
@@ -240,8 +169,12 @@ class CheckpointStore:
                 lifecycle.to(CheckpointPhase.CORRUPTED)
                 raise CheckpointCorruptedError(f"checkpoint {sequence} does not survive its own serialization")
             if len(encoded) >= MAX_MANIFEST_BYTES:
-                logger.warning("Checkpoint manifest %d is %d bytes (limit %d): bulk state belongs in sidecars",
-                               sequence, len(encoded), MAX_MANIFEST_BYTES)
+                logger.warning(
+                    "Checkpoint manifest %d is %d bytes (limit %d): bulk state belongs in sidecars",
+                    sequence,
+                    len(encoded),
+                    MAX_MANIFEST_BYTES,
+                )
             ensure_private_dir(self.checkpoint_dir)
             name = f"checkpoint-{sequence:06d}.json" + (".gz" if self.compress else "")
             atomic_write(self.checkpoint_dir / name, [encoded], compress=self.compress)
@@ -252,7 +185,7 @@ class CheckpointStore:
 
     def _apply_retention(self) -> None:
         """Expire valid checkpoints beyond the newest ``retention``; remove files nothing kept references."""
-        entries = [self._inspect(name, deep=False) for name in self._manifest_names()]
+        entries = [self._inspect(name) for name in self._manifest_names()]
         valid = [entry for entry in entries if entry.status is CheckpointStatus.COMPLETED]
         referenced: set[str] = set()
         for entry in valid[: self.retention]:
@@ -268,12 +201,12 @@ class CheckpointStore:
             (self.checkpoint_dir / entry.file).unlink(missing_ok=True)
             logger.debug("Checkpoint %s expired and removed", entry.file)
             removed = True
-        with _inflight_lock:
-            busy = self._uncommitted | _inflight
+        busy = self._uncommitted | inflight_temporaries()
         for file in os.listdir(self.checkpoint_dir):
             garbage_sidecar = _SIDECAR_RE.fullmatch(file.encode()) and file not in referenced
             if (garbage_sidecar or file.startswith(TMP_PREFIX)) and file not in busy:
                 (self.checkpoint_dir / file).unlink(missing_ok=True)
+                self._hashed.pop(file, None)
                 removed = True
         if removed:
             fsync_dir(self.checkpoint_dir)
@@ -292,7 +225,7 @@ class CheckpointStore:
 
     def entries(self) -> list[CheckpointEntry]:
         """Every manifest, newest first, fully validated (sidecar hashes included); modifies nothing."""
-        return [self._inspect(name, deep=True) for name in self._manifest_names()]
+        return [self._inspect(name) for name in self._manifest_names()]
 
     verify = entries
 
@@ -302,7 +235,7 @@ class CheckpointStore:
         for name in self._manifest_names():
             lifecycle = CheckpointLifecycle()
             lifecycle.to(CheckpointPhase.VALIDATING)
-            entry = self._inspect(name, deep=True)
+            entry = self._inspect(name)
             if entry.checkpoint is None:
                 lifecycle.to(CheckpointPhase.CORRUPTED)
                 logger.warning("Checkpoint %s is corrupted, falling back to an older one: %s", name, entry.reason)
@@ -310,8 +243,9 @@ class CheckpointStore:
                 continue
             lifecycle.to(CheckpointPhase.COMPLETED)
             lifecycle.to(CheckpointPhase.ACTIVE)
-            return LoadedCheckpoint(checkpoint=entry.checkpoint, sidecars=dict(entry.sidecars), skipped=skipped,
-                                    lifecycle=lifecycle)
+            return LoadedCheckpoint(
+                checkpoint=entry.checkpoint, sidecars=dict(entry.sidecars), skipped=skipped, lifecycle=lifecycle
+            )
         return None
 
     def _manifest_names(self) -> list[str]:
@@ -322,21 +256,28 @@ class CheckpointStore:
             return []
         return sorted(names, key=_sequence_of, reverse=True)
 
-    def _inspect(self, name: str, *, deep: bool) -> CheckpointEntry:
-        """Validate one manifest; ``deep`` also hashes every sidecar (else only sizes are checked)."""
+    def _inspect(self, name: str) -> CheckpointEntry:
+        """Validate one manifest and every sidecar it references."""
         path = self.checkpoint_dir / name
         sequence = _sequence_of(name)
         try:
             size = path.stat().st_size
             checkpoint, sidecars = self._parse(path, sequence)
             for ref in sidecars.values():
-                self._check_sidecar(ref, deep=deep)
+                self._check_sidecar(ref)
         except (_Corrupted, OSError) as exc:
             reason = str(exc) if isinstance(exc, _Corrupted) else f"unreadable: {exc}"
-            return CheckpointEntry(sequence=sequence, file=name, status=CheckpointStatus.CORRUPTED,
-                                   size=_size_or_zero(path), reason=reason)
-        return CheckpointEntry(sequence=sequence, file=name, status=CheckpointStatus.COMPLETED, size=size,
-                               checkpoint=checkpoint, sidecars=sidecars)
+            return CheckpointEntry(
+                sequence=sequence, file=name, status=CheckpointStatus.CORRUPTED, size=_size_or_zero(path), reason=reason
+            )
+        return CheckpointEntry(
+            sequence=sequence,
+            file=name,
+            status=CheckpointStatus.COMPLETED,
+            size=size,
+            checkpoint=checkpoint,
+            sidecars=sidecars,
+        )
 
     def _parse(self, path: Path, sequence: int) -> tuple[Checkpoint, dict[str, SidecarRef]]:
         raw = path.read_bytes()
@@ -365,21 +306,23 @@ class CheckpointStore:
             raise _Corrupted(f"sequence_number {checkpoint.sequence_number} does not match the file name")
         return checkpoint, _sidecar_refs(checkpoint.data.job_state.get(SIDECARS_KEY, {}))
 
-    def _check_sidecar(self, ref: SidecarRef, *, deep: bool) -> None:
+    def _check_sidecar(self, ref: SidecarRef) -> None:
         path = self.checkpoint_dir / ref.file
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except FileNotFoundError:
             raise _Corrupted(f"sidecar {ref.file} is missing") from None
-        if size != ref.size:
-            raise _Corrupted(f"sidecar {ref.file} has {size} bytes, the manifest says {ref.size}")
-        if deep:
-            digest = hashlib.sha256()
-            with open(path, "rb") as file:
-                while block := file.read(_BLOCK):
-                    digest.update(block)
-            if digest.hexdigest() != ref.sha256:
-                raise _Corrupted(f"sidecar {ref.file} was altered: its SHA-256 does not match the manifest")
+        if st.st_size != ref.size:
+            raise _Corrupted(f"sidecar {ref.file} has {st.st_size} bytes, the manifest says {ref.size}")
+        if self._hashed.get(ref.file) == (st.st_ino, st.st_size, st.st_mtime_ns, ref.sha256):
+            return
+        if sha256_of_file(path) != ref.sha256:
+            raise _Corrupted(f"sidecar {ref.file} was altered: its SHA-256 does not match the manifest")
+        self._remember_hash(ref.file, ref.sha256)
+
+    def _remember_hash(self, file: str, sha256: str) -> None:
+        st = (self.checkpoint_dir / file).stat()
+        self._hashed[file] = (st.st_ino, st.st_size, st.st_mtime_ns, sha256)
 
     def _mentioned_sidecars(self, name: str) -> set[str]:
         """Best effort: sidecar names appearing in a (damaged) manifest, even a truncated one."""
@@ -418,8 +361,12 @@ def _sidecar_refs(listed: Any) -> dict[str, SidecarRef]:
             ref = SidecarRef(fields["file"], fields["sha256"], fields["size"])
         except (TypeError, KeyError):
             raise _Corrupted(f"sidecar entry {name!r} is malformed") from None
-        if not (isinstance(ref.file, str) and _SIDECAR_RE.fullmatch(ref.file.encode())
-                and isinstance(ref.size, int) and isinstance(ref.sha256, str)):
+        if not (
+            isinstance(ref.file, str)
+            and _SIDECAR_RE.fullmatch(ref.file.encode())
+            and isinstance(ref.size, int)
+            and isinstance(ref.sha256, str)
+        ):
             raise _Corrupted(f"sidecar entry {name!r} is malformed")
         refs[name] = ref
     return refs
