@@ -46,7 +46,7 @@ class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
         self.resilience_crawler = crawler
         self.default_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
         self.in_flight = 0
-        self.recycling = False
+        self.recycling = False  # closing the browser on purpose: its disconnection is no crash
 
     async def download_request(self, request: Request) -> Response:  # type: ignore[override]
         if not request.meta.get("playwright"):
@@ -62,6 +62,11 @@ class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
             raise DownloadTimeoutError(f"Getting {request.url} took longer than {timeout} seconds.") from None
         finally:
             self.in_flight -= 1
+
+    async def close(self) -> None:
+        # The crawl is over: the browser's disconnection that follows is no crash.
+        self.recycling = True
+        await super().close()
 
     async def _maybe_launch_browser(self) -> None:
         had = getattr(self, "browser", None)
@@ -103,12 +108,18 @@ def open_pages(handler: ScrapyPlaywrightDownloadHandler) -> int:
 
 
 def driver_pid(handler: ScrapyPlaywrightDownloadHandler) -> int | None:
-    """PID of the Playwright driver process; the browser processes are its descendants."""
+    """PID of the Playwright driver process; the browser processes are its descendants.
+
+    Playwright 1.65 keeps the pipe to the driver on ``_client._transport``;
+    older releases (those scrapy-playwright's memusage extension was written
+    for) on ``_connection._transport``.
+    """
     manager = getattr(getattr(handler, "browser_provider", None), "playwright_context_manager", None)
-    try:
-        return int(manager._connection._transport._proc.pid)  # type: ignore[union-attr]
-    except AttributeError:
-        return None
+    for owner in ("_client", "_connection"):
+        process = getattr(getattr(getattr(manager, owner, None), "_transport", None), "_proc", None)
+        if process is not None:
+            return int(process.pid)
+    return None
 
 
 def browser_processes(handler: ScrapyPlaywrightDownloadHandler) -> list[psutil.Process]:
