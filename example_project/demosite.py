@@ -336,8 +336,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 faults.session_generation += 1
             self._json(200, {"ok": True})
         elif action == "log":
+            # ?since=N: only entries from index N on, so that a progress display can poll cheaply.
+            since = int(self.query.get("since", 0))
             with faults.lock:
-                entries = list(faults.log)
+                entries = faults.log[since:]
             self._json(200, entries)
         elif action == "info":
             self._json(200, self.server.catalogue.info())

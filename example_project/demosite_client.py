@@ -69,9 +69,9 @@ class DemoSite:
         """Invalidate every session cookie issued so far."""
         self._call("/_control/expire-sessions", {})
 
-    def log(self) -> list[dict[str, Any]]:
-        """Every non-control request since the last reset, in order of answer."""
-        return self._call("/_control/log")
+    def log(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every non-control request since the last reset, in order of answer (from index ``since``)."""
+        return self._call(f"/_control/log?since={since}")
 
     def info(self) -> dict[str, Any]:
         """The catalogue: products, list pages, dead product numbers, live count, members."""

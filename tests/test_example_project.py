@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +115,24 @@ def test_catalogue_with_the_addon(scrapy_project_env: Any, start_demo_site: Any,
         RESILIENCE_RETRY_BASE_DELAY=0.1,
     )
     assert {item["sku"] for item in items} == {str(k) for k in range(1, 61) if k not in info["dead"]}
+
+
+@pytest.mark.timeout(600)
+def test_demo_loses_nothing_with_the_addon(tmp_path: Path) -> None:
+    """`make demo`'s script, on a small shop: its report shows no page lost with the add-on, pages lost without."""
+    if not addon_components_import():
+        pytest.skip("the add-on's retry/checkpoint/monitor components do not import yet")
+    demo = Path(__file__).resolve().parent.parent / "example_project" / "demo.py"
+    result = subprocess.run(
+        [sys.executable, str(demo), "--products", "80", "--outage", "3", "--keep", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = re.findall(r"^(pages \w+) +(\d+) +(\d+)$", result.stdout, re.MULTILINE)
+    table = {name: (int(with_addon), int(plain)) for name, with_addon, plain in rows}
+    expected = table["pages expected"][0]
+    assert table["pages obtained"] == (expected, expected - table["pages lost"][1])
+    assert table["pages lost"][0] == 0

@@ -21,6 +21,9 @@ CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 30
 LOG_LEVEL = "INFO"
 
+# `-s STATS_DUMP_FILE=stats.json` writes the final stats as JSON (demo.py reads them).
+EXTENSIONS = {"shop.extensions.StatsDump": 500}
+
 # Items go nowhere unless asked: `-O items.jsonl` or `-s FEEDS=...`.
 FEEDS: dict[str, dict[str, object]] = {}
 
