@@ -94,8 +94,17 @@ class CheckpointExtension:
 
     def register_state(self, name: str, save: Callable[[], Any | Awaitable[Any]],
                        restore: Callable[[Any], Any | Awaitable[Any]]) -> None:
-        """Keep ``save()``'s JSON value in ``data.browser_state[name]``; ``restore(value)`` it at resume."""
+        """Keep ``save()``'s JSON value in ``data.browser_state[name]``; ``restore(value)`` it at resume.
+
+        A provider registered after the job was loaded is restored at once
+        (an awaitable result is scheduled), so the order in which components
+        start does not matter.
+        """
         self._providers[name] = (save, restore)
+        if self.job is not None and self.job.checkpoint is not None and name in self.job.checkpoint.data.browser_state:
+            result = restore(self.job.checkpoint.data.browser_state[name])
+            if isinstance(result, Awaitable):
+                deferred_from_coro(_awaited(result))
 
     async def save_checkpoint(self) -> Checkpoint | None:
         """Write a checkpoint now (the monitor's SAVE_STATE); None if the spider is not running."""
@@ -257,8 +266,12 @@ class CheckpointExtension:
             sealed = await asyncio.wrap_future(self.ledger.writer.rotate())
             browser_state = {}
             for name, (save, _) in self._providers.items():
-                value = save()
-                browser_state[name] = await value if isinstance(value, Awaitable) else value
+                try:
+                    value = save()
+                    browser_state[name] = await value if isinstance(value, Awaitable) else value
+                except Exception:
+                    # One provider's bug must not cost the whole checkpoint (the frontier matters most).
+                    logger.exception("State provider %r failed; its state is left out of this checkpoint", name)
             snapshot = getattr(self._monitor(), "latest_snapshot", None)
             job_state = {
                 "journal_upto": sealed, "runs": self.runs, "crashes": self.crashes,
@@ -321,6 +334,10 @@ class CheckpointExtension:
     def _take_errors(self) -> list[Any]:
         errors, self._errors = self._errors, []
         return errors
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -42,13 +42,13 @@ def feed_skus(path: Path) -> list[str]:
 
 
 class Crawl:
-    """``scrapy crawl SPIDER`` in example_project with checkpoints in ``job`` and items in ``feed``."""
+    """``scrapy ARGS`` (``crawl catalogue``) in example_project with checkpoints in ``job``, items in ``feed``."""
 
-    def __init__(self, env: Any, tmp: Path, *, spider: str = "catalogue", interval: float = 1,
+    def __init__(self, env: Any, tmp: Path, *args: str, interval: float = 1,
                  settings: dict[str, Any] | None = None) -> None:
         self.env = env
         self.tmp = tmp
-        self.spider = spider
+        self.args = args or ("crawl", "catalogue")
         self.job = tmp / "job"
         self.feed = tmp / "items.jsonl"
         self.settings = {
@@ -64,7 +64,7 @@ class Crawl:
     def start(self, **extra: Any) -> subprocess.Popen[str]:
         log = self.tmp / f"run-{len(self.runs) + 1}.log"
         with log.open("w") as out:
-            process = self.env.popen("crawl", self.spider, settings={**self.settings, **extra},
+            process = self.env.popen(*self.args, settings={**self.settings, **extra},
                                      stdout=out, stderr=subprocess.STDOUT)
         self.runs.append(process)
         self.logs.append(log)
