@@ -163,11 +163,18 @@ class CheckpointStore:
             )
             encoded = json.dumps(checkpoint_to_document(checkpoint), indent=1, sort_keys=True).encode()
             lifecycle.to(CheckpointPhase.VALIDATING)
-            # What is written must read back as the same checkpoint; a bug here
-            # would otherwise only show at resume, when it is too late.
-            if checkpoint_from_document(json.loads(encoded)) != checkpoint:
+            # What is written must read back as the same checkpoint, with intact
+            # sidecars (cheap: their hashes are cached); else the damage would
+            # only show at resume, and a corrupted-at-birth checkpoint would
+            # stay forever, since retention never deletes damaged files.
+            try:
+                for ref in sidecars.values():
+                    self._check_sidecar(ref, trust_cache=True)
+                if checkpoint_from_document(json.loads(encoded)) != checkpoint:
+                    raise _Corrupted("it does not survive its own serialization")
+            except _Corrupted as exc:
                 lifecycle.to(CheckpointPhase.CORRUPTED)
-                raise CheckpointCorruptedError(f"checkpoint {sequence} does not survive its own serialization")
+                raise CheckpointCorruptedError(f"checkpoint {sequence} not written: {exc}") from None
             if len(encoded) >= MAX_MANIFEST_BYTES:
                 logger.warning(
                     "Checkpoint manifest %d is %d bytes (limit %d): bulk state belongs in sidecars",
@@ -185,7 +192,7 @@ class CheckpointStore:
 
     def _apply_retention(self) -> None:
         """Expire valid checkpoints beyond the newest ``retention``; remove files nothing kept references."""
-        entries = [self._inspect(name) for name in self._manifest_names()]
+        entries = [self._inspect(name, trust_cache=True) for name in self._manifest_names()]
         valid = [entry for entry in entries if entry.status is CheckpointStatus.COMPLETED]
         referenced: set[str] = set()
         for entry in valid[: self.retention]:
@@ -256,15 +263,15 @@ class CheckpointStore:
             return []
         return sorted(names, key=_sequence_of, reverse=True)
 
-    def _inspect(self, name: str) -> CheckpointEntry:
-        """Validate one manifest and every sidecar it references."""
+    def _inspect(self, name: str, *, trust_cache: bool = False) -> CheckpointEntry:
+        """Validate one manifest and every sidecar it references (see ``_check_sidecar`` for ``trust_cache``)."""
         path = self.checkpoint_dir / name
         sequence = _sequence_of(name)
         try:
             size = path.stat().st_size
             checkpoint, sidecars = self._parse(path, sequence)
             for ref in sidecars.values():
-                self._check_sidecar(ref)
+                self._check_sidecar(ref, trust_cache=trust_cache)
         except (_Corrupted, OSError) as exc:
             reason = str(exc) if isinstance(exc, _Corrupted) else f"unreadable: {exc}"
             return CheckpointEntry(
@@ -306,7 +313,14 @@ class CheckpointStore:
             raise _Corrupted(f"sequence_number {checkpoint.sequence_number} does not match the file name")
         return checkpoint, _sidecar_refs(checkpoint.data.job_state.get(SIDECARS_KEY, {}))
 
-    def _check_sidecar(self, ref: SidecarRef) -> None:
+    def _check_sidecar(self, ref: SidecarRef, *, trust_cache: bool) -> None:
+        """Existence, size and SHA-256 of a sidecar.
+
+        ``trust_cache`` skips hashing a file this store hashed before when its
+        inode, size and mtime are unchanged: right for retention and commit,
+        which run every few seconds, but not for ``entries`` and
+        ``load_latest``, since bit rot changes no mtime.
+        """
         path = self.checkpoint_dir / ref.file
         try:
             st = path.stat()
@@ -314,7 +328,7 @@ class CheckpointStore:
             raise _Corrupted(f"sidecar {ref.file} is missing") from None
         if st.st_size != ref.size:
             raise _Corrupted(f"sidecar {ref.file} has {st.st_size} bytes, the manifest says {ref.size}")
-        if self._hashed.get(ref.file) == (st.st_ino, st.st_size, st.st_mtime_ns, ref.sha256):
+        if trust_cache and self._hashed.get(ref.file) == (st.st_ino, st.st_size, st.st_mtime_ns, ref.sha256):
             return
         if sha256_of_file(path) != ref.sha256:
             raise _Corrupted(f"sidecar {ref.file} was altered: its SHA-256 does not match the manifest")

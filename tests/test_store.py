@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from scrapy_resilience.exceptions import CheckpointCorruptedError
 from scrapy_resilience.fileio import TMP_PREFIX
 from scrapy_resilience.lifecycle import CheckpointPhase
 from scrapy_resilience.models import CheckpointData, CheckpointMetadata, CheckpointStatus, ProgressState
@@ -205,6 +206,7 @@ def test_damaged_files_survive_retention(tmp_path: Path, damage: str) -> None:
     damaged_sidecar = sidecar_path(store, 2)
     DAMAGES[damage][0](store, 2)
     damaged = manifest(store, 2).read_bytes(), damaged_sidecar.read_bytes()
+    store = CheckpointStore(tmp_path, job_id="books", retention=1)  # restarted: nothing hashed yet
     assert commit(store) == 3
     assert commit(store) == 4
     assert (manifest(store, 2).read_bytes(), damaged_sidecar.read_bytes()) == damaged
@@ -338,6 +340,21 @@ def test_failed_sidecar_stream_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         store.write_sidecar("pending", broken())
     assert snapshot(store.checkpoint_dir) == before
+
+
+def test_commit_refuses_a_damaged_sidecar(tmp_path: Path) -> None:
+    """A checkpoint listing a missing or altered sidecar is refused instead of being born corrupted."""
+    store = CheckpointStore(tmp_path, job_id="books")
+    base = store.write_sidecar("base", lines(20))
+    commit(store, shared={"base": base})
+    flip_byte(store.checkpoint_dir / base.file, 5)
+    store = CheckpointStore(tmp_path, job_id="books")  # restarted: nothing hashed yet
+    with pytest.raises(CheckpointCorruptedError, match="was altered"):
+        commit(store, shared={"base": base})
+    (store.checkpoint_dir / base.file).unlink()
+    with pytest.raises(CheckpointCorruptedError, match="is missing"):
+        commit(store, shared={"base": base})
+    assert [entry.sequence for entry in store.entries()] == [1]
 
 
 def test_invalid_sidecar_name_is_refused(tmp_path: Path) -> None:
