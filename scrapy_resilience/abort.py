@@ -205,8 +205,7 @@ class OutcomeMiddleware:
 
     def process_request(self, request: Any) -> None:
         monitor = self._monitor()
-        if monitor is not None and monitor.blocking:
-            monitor.count_blocked()
+        if monitor is not None and not monitor.may_send():
             raise RequestAfterAbort(f"Not sent: the crawl is stopping ({monitor.stopping})")
 
     def process_response(self, request: Any, response: Response) -> Response:

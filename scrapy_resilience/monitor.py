@@ -25,7 +25,7 @@ from typing import Any
 from scrapy import signals as scrapy_signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
-from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 
 from scrapy_resilience import abort, resources, signals, stats
@@ -82,6 +82,7 @@ class MonitorExtension:
         self._recycling = False
         self._loop: Any = None
         self._checking: Any = None  # the Deferred of the reading in progress
+        self._earlier_crashes_judged = False
         crawler.signals.connect(self._spider_opened, signal=scrapy_signals.spider_opened)
         crawler.signals.connect(self._spider_closed, signal=scrapy_signals.spider_closed)
         crawler.signals.connect(self._browser_crashed, signal=signals.browser_crashed)
@@ -95,8 +96,6 @@ class MonitorExtension:
     def _spider_opened(self) -> None:
         self._loop = create_looping_call(self._tick)
         self._loop.start(self.config.interval, now=True)
-        # After every spider_opened handler: the checkpoint extension has read the job by then.
-        call_later(0, self._judge_earlier_crashes)
 
     def _spider_closed(self) -> None:
         if self._loop is not None and self._loop.running:
@@ -110,7 +109,18 @@ class MonitorExtension:
         return self.crawler.get_extension(CheckpointExtension)
 
     def _judge_earlier_crashes(self) -> None:
+        """Count the runs of this job that died, once the checkpoint extension has loaded the job.
+
+        Called before the first request is sent (the engine sends nothing
+        before every spider_opened handler, the job's loading included, is
+        done) and at each reading, so the judgement comes first.
+        """
+        if self._earlier_crashes_judged:
+            return
         checkpoints = self._checkpoints()
+        if checkpoints is not None and getattr(checkpoints, "job", None) is None:
+            return  # not loaded yet
+        self._earlier_crashes_judged = True
         crashes = int(getattr(checkpoints, "crashes", 0) or 0)
         if crashes and (reason := self.judge.crash(crashes)):
             self.stop(reason, {"crashed_runs": crashes})
@@ -128,6 +138,7 @@ class MonitorExtension:
         self._checking = None
 
     async def _check(self) -> None:
+        self._judge_earlier_crashes()
         if self.stopping:
             return
         reading = await maybe_deferred_to_future(self.sampler.read())
@@ -250,8 +261,12 @@ class MonitorExtension:
         if reason := self.judge.operation(failed):
             self.stop(reason, {"failure_rate": round(self.judge.rate(), 1), "window": list(self.judge.window.counts())})
 
-    def count_blocked(self) -> None:
-        self.crawler.stats.inc_value(stats.ABORT_BLOCKED)
+    def may_send(self) -> bool:
+        """Whether a request may still be sent (``OutcomeMiddleware``); counts the ones refused."""
+        self._judge_earlier_crashes()
+        if self.blocking:
+            self.crawler.stats.inc_value(stats.ABORT_BLOCKED)
+        return not self.blocking
 
     def stop(self, reason: str, detail: dict[str, Any]) -> None:
         """Stop the crawl for ``reason`` by the configured AbortActions (once; the first reason wins)."""

@@ -47,6 +47,9 @@ class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
         self.default_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
         self.in_flight = 0
         self.recycling = False  # closing the browser on purpose: its disconnection is no crash
+        # Context name -> {"kwargs": ..., "storage_state": ...}: what a context of
+        # that name is created with next time (after a resume, a recycle, a crash).
+        self.preloaded: dict[str, dict[str, Any]] = {}
 
     async def download_request(self, request: Request) -> Response:  # type: ignore[override]
         if not request.meta.get("playwright"):
@@ -67,6 +70,15 @@ class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
         # The crawl is over: the browser's disconnection that follows is no crash.
         self.recycling = True
         await super().close()
+
+    async def _create_browser_context(self, name: str, context_kwargs: dict | None, spider: Any = None) -> Any:
+        saved = self.preloaded.get(name)
+        if saved is not None:
+            kwargs = {**saved.get("kwargs", {}), **(context_kwargs or {})}
+            if "storage_state" not in (context_kwargs or {}) and saved.get("storage_state"):
+                kwargs["storage_state"] = saved["storage_state"]
+            context_kwargs = kwargs
+        return await super()._create_browser_context(name=name, context_kwargs=context_kwargs, spider=spider)
 
     async def _maybe_launch_browser(self) -> None:
         had = getattr(self, "browser", None)
@@ -138,6 +150,46 @@ async def close_contexts(handler: ScrapyPlaywrightDownloadHandler) -> None:
     await asyncio.gather(*(context.close() for context in contexts), return_exceptions=True)
 
 
+STORAGE_STATE_TIMEOUT = 10.0  # seconds for one context's cookies and local storage
+
+
+async def _storage_states(handler: ScrapyPlaywrightDownloadHandler) -> dict[str, dict[str, Any]]:
+    states: dict[str, dict[str, Any]] = {}
+    for name, wrapper in list(handler.context_wrappers.items()):
+        if wrapper.persistent:
+            continue  # a persistent context keeps its state in its user_data_dir
+        try:
+            state = await asyncio.wait_for(wrapper.context.storage_state(), STORAGE_STATE_TIMEOUT)
+        except Exception as exc:  # a context closing or a browser gone: no state to keep
+            logger.debug("No storage state for browser context %r: %r", name, exc)
+            continue
+        states[name] = {"storage_state": state}
+        if isinstance(handler, ResilientPlaywrightDownloadHandler):
+            handler.preloaded.setdefault(name, {})["storage_state"] = state
+    return states
+
+
+async def context_states(crawler: Crawler) -> dict[str, dict[str, Any]]:
+    """``{name: {"storage_state": ...}}`` of every live non-persistent context, for checkpoints.
+
+    Also kept on our handler, so that a context created again after a crash
+    starts with the state of the last checkpoint.
+    """
+    states: dict[str, dict[str, Any]] = {}
+    for handler in playwright_handlers(crawler):
+        states.update(await _storage_states(handler))
+    return states
+
+
+def preload_contexts(crawler: Crawler, contexts: dict[str, dict[str, Any]]) -> int:
+    """Have contexts of these names created with their saved kwargs and storage state; how many."""
+    handlers = [h for h in playwright_handlers(crawler) if isinstance(h, ResilientPlaywrightDownloadHandler)]
+    for handler in handlers:
+        for name, saved in contexts.items():
+            handler.preloaded[name] = dict(saved)
+    return len(contexts) if handlers else 0
+
+
 def _busy(handler: ScrapyPlaywrightDownloadHandler, crawler: Crawler) -> bool:
     queued = any(request.meta.get("playwright") for request in crawler.engine.downloader.active)
     return bool(getattr(handler, "in_flight", 0)) or queued or open_pages(handler) > 0
@@ -163,6 +215,8 @@ async def recycle(handler: ScrapyPlaywrightDownloadHandler, crawler: Crawler, dr
         deadline = time.monotonic() + drain_timeout
         while _busy(handler, crawler) and time.monotonic() < deadline:
             await asyncio.sleep(_POLL)
+        # The new browser's contexts start with the old ones' cookies and storage.
+        await _storage_states(handler)
         browser = handler.browser
         await browser.close()
         # scrapy-playwright forgets the browser in an async "disconnected"

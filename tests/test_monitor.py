@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -149,3 +150,59 @@ async def test_a_hanging_webhook_does_not_stop_the_shutdown(demo_site):
     demo_site.reset()
     assert crawler.stats.get_value("finish_reason") == "resilience_failure_rate"
     assert len(sent.documents) == 1  # the signal went out before the POST
+
+
+class LeakySpider(CatalogueSpider):
+    """The catalogue spider with a leak: every product page adds ``leak_mb`` MB it never frees."""
+
+    name = "leaky"
+
+    def parse_product(self, response):
+        self.__dict__.setdefault("hoard", []).append(b"x" * int(float(self.leak_mb) * 1024 * 1024))
+        yield from super().parse_product(response)
+
+
+@deferred_f_from_coro_f
+async def test_memory_leak_closes_after_a_checkpoint_and_a_rerun_finishes(demo_site, tmp_path):
+    """A leaking crawl closes with resilience_memory_exceeded after a checkpoint; a rerun resumes with nothing lost."""
+    from scrapy_resilience import Addon
+    from scrapy_resilience.resources import Sampler
+
+    def over_now(megabytes: int) -> int:
+        return int(Sampler(os.getpid(), None).read_blocking().memory_mb) + megabytes
+
+    settings = {
+        "ADDONS": {Addon: 500},
+        "RESILIENCE_CHECKPOINT_DIR": str(tmp_path / "job"),
+        "RESILIENCE_MONITOR_INTERVAL": 0.2,
+        "RESILIENCE_MEMORY_MB": over_now(80),
+        "DOWNLOAD_DELAY": 0.02,  # a few seconds of crawl: time for two readings over the limit
+        "LOG_LEVEL": "INFO",
+        "TELNETCONSOLE_ENABLED": False,
+    }
+    first = get_crawler(LeakySpider, settings_dict=settings)
+    first_items = Items(first)
+    await maybe_deferred_to_future(first.crawl(base=demo_site.url, pages=10, leak_mb=2))
+    assert first.stats.get_value("finish_reason") == "resilience_memory_exceeded"
+    assert first.stats.get_value(stats.threshold_tripped("RESILIENCE_MEMORY_MB")) >= 2
+    assert first.stats.get_value(stats.CHECKPOINT_COUNT) >= 1
+    assert len(first_items.skus) < 180  # closed mid-crawl
+    del first.spider.hoard
+
+    # A supervisor's rerun is a fresh process: the limit is as far above its start.
+    second = get_crawler(LeakySpider, settings_dict={**settings, "RESILIENCE_MEMORY_MB": over_now(80)})
+    second_items = Items(second)
+    await maybe_deferred_to_future(second.crawl(base=demo_site.url, pages=10, leak_mb=0))
+    assert second.stats.get_value("finish_reason") == "finished"
+    assert second.stats.get_value(stats.RESUME_COUNT) == 1
+    dead = set(demo_site.info()["dead"])
+    assert first_items.skus | second_items.skus == {str(n) for n in range(1, 201) if n not in dead}
+
+
+class Items:
+    def __init__(self, crawler: Any) -> None:
+        self.skus: set[str] = set()
+        crawler.signals.connect(self.item, signal=scrapy_signals.item_scraped)
+
+    def item(self, item: dict[str, str]) -> None:
+        self.skus.add(item["sku"])
