@@ -195,8 +195,8 @@ async def test_children_copying_meta_get_their_own_ids(demo_site: Any, tmp_path:
     """meta=response.meta does not make a child share its parent's resilience_id."""
     crawler = get_crawler(PagesSpider, {**BASE, "RESILIENCE_CHECKPOINT_DIR": str(tmp_path / "job")})
     ids: list[str] = []
-    crawler.signals.connect(lambda request: ids.append(request.meta.get(ID_KEY)), signal=scrapy_signals.response_received,
-                            weak=False)
+    crawler.signals.connect(lambda request: ids.append(request.meta.get(ID_KEY)),
+                            signal=scrapy_signals.response_received, weak=False)
     await crawler.crawl(site=demo_site.url, pages=3, copy_meta=True)
     assert len(ids) == 18 and len(set(ids)) == 18
 
