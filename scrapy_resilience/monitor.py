@@ -78,6 +78,7 @@ class MonitorExtension:
         self.blocking = False  # refuse every send: the crawl is closing
         self._cpu_history: deque[float] = deque(maxlen=resources.CPU_SUSTAINED_READINGS)
         self._over: dict[str, int] = {}  # consecutive readings over each threshold
+        self._recycled_for: set[str] = set()  # thresholds whose current streak has recycled the browser
         self._browser_born: float | None = None
         self._recycling = False
         self._loop: Any = None
@@ -130,14 +131,15 @@ class MonitorExtension:
     def _tick(self) -> None:
         # A reading of a large tree may outlast the interval: never run two at once.
         if self._checking is None:
-            self._checking = deferred_from_coro(self._check())
+            self._checking = deferred_from_coro(self.check_now())
             self._checking.addErrback(lambda failure: logger.error("Resource check failed", exc_info=failure.value))
             self._checking.addBoth(self._checked)
 
     def _checked(self, _: Any) -> None:
         self._checking = None
 
-    async def _check(self) -> None:
+    async def check_now(self) -> None:
+        """Take a reading and judge it now (the looping call does this every interval)."""
         self._judge_earlier_crashes()
         if self.stopping:
             return
@@ -151,6 +153,7 @@ class MonitorExtension:
         trips = resources.check(self.threshold, reading, self._cpu_history)
         tripped = {trip.setting for trip in trips}
         self._over = {name: count for name, count in self._over.items() if name in tripped}
+        self._recycled_for &= tripped
         for trip in trips:
             await self._tripped(trip, reading)
             if self.stopping:
@@ -168,11 +171,19 @@ class MonitorExtension:
             spider=self.crawler.spider,
         )
         detail = {"threshold": trip.setting, "value": round(trip.value, 1), "limit": trip.limit, "readings_over": count}
-        if count >= 2:
+        is_memory = trip.setting in ("RESILIENCE_MEMORY_MB", "RESILIENCE_MEMORY_PERCENT")
+        # Steps: a browser that holds most of the memory is recycled first (once
+        # per streak over the limit); otherwise the first reading over warns;
+        # the next reading still over stops the crawl.
+        recycle = (
+            is_memory
+            and trip.setting not in self._recycled_for
+            and reading.browser_share > BROWSER_CAUSE_SHARE
+            and self._has_browser()
+        )
+        if not recycle and count >= 2:
             self.stop(CLOSE_REASONS[trip.setting], detail)
             return
-        is_memory = trip.setting in ("RESILIENCE_MEMORY_MB", "RESILIENCE_MEMORY_PERCENT")
-        recycle = is_memory and reading.browser_share > BROWSER_CAUSE_SHARE and self._has_browser()
         get_recorder(self.crawler).record(
             category=FailureCategory.SYSTEM,
             severity=FailureSeverity.HIGH,
@@ -189,6 +200,8 @@ class MonitorExtension:
             "recycling the browser" if recycle else "stopping if still over at the next reading",
         )
         if recycle:
+            self._recycled_for.add(trip.setting)
+            self._over[trip.setting] = 1  # the recycle gets one reading to bring memory down
             await self.recycle_browser("memory")
 
     # -- browsers ---------------------------------------------------------------

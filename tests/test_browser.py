@@ -196,3 +196,26 @@ async def test_consecutive_browser_crashes_abort(demo_site):
     await crawling
     assert crawler.stats.get_value("finish_reason") == "resilience_consecutive_crashes"
     assert crawler.stats.get_value(stats.BROWSER_CRASHES) >= 3
+
+
+@deferred_f_from_coro_f
+async def test_memory_pressure_recycles_the_browser_before_closing(demo_site):
+    """Over the memory limit with a browser holding most of it: recycle first, close at the next reading."""
+    settings = browser_settings(RESILIENCE_MEMORY_MB=1, RESILIENCE_MONITOR_INTERVAL=3600)
+    crawler = get_crawler(BrowserProductsSpider, settings_dict=settings)
+    readings: list[Any] = []
+
+    def check() -> Any:
+        readings.append(deferred_from_coro(crawler.get_extension(MonitorExtension).check_now()))
+
+    skus = Skus(crawler)
+    checker = Skus(crawler, after=8, action=check)
+    later = Skus(crawler, after=16, action=check)
+    await maybe_deferred_to_future(crawler.crawl(base=demo_site.url, count=60))
+    for reading in readings:
+        await maybe_deferred_to_future(reading)
+    assert checker.responses >= 16 and later.responses >= 16
+    assert crawler.stats.get_value(stats.BROWSER_RECYCLED) == 1
+    assert crawler.stats.get_value("finish_reason") == "resilience_memory_exceeded"
+    assert crawler.stats.get_value(stats.threshold_tripped("RESILIENCE_MEMORY_MB")) == 3
+    assert len(skus.skus) < 60
