@@ -19,20 +19,17 @@ thread; one process writes a job directory at a time.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
-import re
 import threading
-import uuid
-import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 import attrs
 
-from scrapy_resilience.exceptions import CheckpointCorruptedError, SchemaVersionError
+from scrapy_resilience import manifest
+from scrapy_resilience.exceptions import CheckpointCorruptedError
 from scrapy_resilience.fileio import (
     FILE_MODE as FILE_MODE,  # re-exported: the journal imports it from here
 )
@@ -45,26 +42,15 @@ from scrapy_resilience.fileio import (
     sha256_of_file,
 )
 from scrapy_resilience.lifecycle import CheckpointLifecycle, CheckpointPhase
+from scrapy_resilience.manifest import ManifestError, SidecarRef
 from scrapy_resilience.models import Checkpoint, CheckpointData, CheckpointMetadata, CheckpointStatus
-from scrapy_resilience.serialization import checkpoint_from_document, checkpoint_to_document, seal
+from scrapy_resilience.serialization import seal
+
+__all__ = ["MAX_MANIFEST_BYTES", "CheckpointEntry", "CheckpointStore", "LoadedCheckpoint", "SidecarRef"]
 
 logger = logging.getLogger(__name__)
 
 MAX_MANIFEST_BYTES = 1 << 20  # the contract: a manifest stays under 1 MB
-SIDECARS_KEY = "sidecars"  # where in data.job_state the manifest lists its sidecars
-
-_MANIFEST_RE = re.compile(r"checkpoint-(\d+)\.json(?:\.gz)?")
-_SIDECAR_RE = re.compile(rb"sidecar-[0-9a-f]{32}-[A-Za-z0-9_-]{1,64}\.jsonl(?:\.gz)?")
-_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-@attrs.frozen
-class SidecarRef:
-    """A sidecar file of ``DIR/checkpoints``: its name there, and the SHA-256 and size of its stored bytes."""
-
-    file: str
-    sha256: str
-    size: int
 
 
 @attrs.frozen(kw_only=True)
@@ -88,10 +74,6 @@ class LoadedCheckpoint:
     sidecars: dict[str, SidecarRef]
     skipped: list[CheckpointEntry]
     lifecycle: CheckpointLifecycle
-
-
-class _Corrupted(Exception):
-    """Internal: why a manifest is not a valid checkpoint."""
 
 
 class CheckpointStore:
@@ -120,10 +102,8 @@ class CheckpointStore:
 
     def write_sidecar(self, name: str, chunks: Iterable[bytes]) -> SidecarRef:
         """Stream ``chunks`` into a new immutable sidecar file and return its reference."""
-        if not _NAME_RE.fullmatch(name):
-            raise ValueError(f"sidecar name must match {_NAME_RE.pattern}, got {name!r}")
+        file = manifest.new_sidecar_name(name, compress=self.compress)
         ensure_private_dir(self.checkpoint_dir)
-        file = f"sidecar-{uuid.uuid4().hex}-{name}.jsonl" + (".gz" if self.compress else "")
         with self._lock:
             self._uncommitted.add(file)
         sha256, size = atomic_write(self.checkpoint_dir / file, chunks, compress=self.compress)
@@ -151,17 +131,18 @@ class CheckpointStore:
             self._uncommitted.clear()
             lifecycle = CheckpointLifecycle()
             sequence = self._next_sequence()
-            listed = {name: attrs.asdict(ref) for name, ref in sidecars.items()}
+            name = manifest.manifest_name(sequence, compress=self.compress)
+            job_state = manifest.with_sidecars(data.job_state, dict(sidecars))
             checkpoint = seal(
                 Checkpoint(
                     job_id=self.job_id,
                     sequence_number=sequence,
                     status=status,
                     metadata=metadata,
-                    data=attrs.evolve(data, job_state={**data.job_state, SIDECARS_KEY: listed}),
+                    data=attrs.evolve(data, job_state=job_state),
                 )
             )
-            encoded = json.dumps(checkpoint_to_document(checkpoint), indent=1, sort_keys=True).encode()
+            encoded = manifest.encode(checkpoint)
             lifecycle.to(CheckpointPhase.VALIDATING)
             # What is written must read back as the same checkpoint, with intact
             # sidecars (cheap: their hashes are cached); else the damage would
@@ -170,9 +151,9 @@ class CheckpointStore:
             try:
                 for ref in sidecars.values():
                     self._check_sidecar(ref, trust_cache=True)
-                if checkpoint_from_document(json.loads(encoded)) != checkpoint:
-                    raise _Corrupted("it does not survive its own serialization")
-            except _Corrupted as exc:
+                if manifest.parse(encoded, name.removesuffix(".gz"))[0] != checkpoint:
+                    raise ManifestError("it does not survive its own serialization")
+            except ManifestError as exc:
                 lifecycle.to(CheckpointPhase.CORRUPTED)
                 raise CheckpointCorruptedError(f"checkpoint {sequence} not written: {exc}") from None
             if len(encoded) >= MAX_MANIFEST_BYTES:
@@ -183,7 +164,6 @@ class CheckpointStore:
                     MAX_MANIFEST_BYTES,
                 )
             ensure_private_dir(self.checkpoint_dir)
-            name = f"checkpoint-{sequence:06d}.json" + (".gz" if self.compress else "")
             atomic_write(self.checkpoint_dir / name, [encoded], compress=self.compress)
             lifecycle.to(CheckpointPhase.COMPLETED)
             self._last_sequence = sequence
@@ -203,15 +183,14 @@ class CheckpointStore:
                 referenced.update(self._mentioned_sidecars(entry.file))
         removed = False
         for entry in valid[self.retention :]:
-            lifecycle = CheckpointLifecycle(CheckpointPhase.COMPLETED)
-            lifecycle.to(CheckpointPhase.EXPIRED)
+            CheckpointLifecycle(CheckpointPhase.COMPLETED).to(CheckpointPhase.EXPIRED)
             (self.checkpoint_dir / entry.file).unlink(missing_ok=True)
             logger.debug("Checkpoint %s expired and removed", entry.file)
             removed = True
         busy = self._uncommitted | inflight_temporaries()
         for file in os.listdir(self.checkpoint_dir):
-            garbage_sidecar = _SIDECAR_RE.fullmatch(file.encode()) and file not in referenced
-            if (garbage_sidecar or file.startswith(TMP_PREFIX)) and file not in busy:
+            garbage = file.startswith(TMP_PREFIX) or (manifest.is_sidecar(file) and file not in referenced)
+            if garbage and file not in busy:
                 (self.checkpoint_dir / file).unlink(missing_ok=True)
                 self._hashed.pop(file, None)
                 removed = True
@@ -227,7 +206,7 @@ class CheckpointStore:
             return self._next_sequence()
 
     def _next_sequence(self) -> int:
-        numbers = [_sequence_of(name) for name in self._manifest_names()]
+        numbers = [self._sequence(name) for name in self._manifest_names()]
         return max([self._last_sequence, *numbers]) + 1
 
     def entries(self) -> list[CheckpointEntry]:
@@ -255,63 +234,41 @@ class CheckpointStore:
             )
         return None
 
+    @staticmethod
+    def _sequence(name: str) -> int:
+        return manifest.sequence_of(name) or 0
+
     def _manifest_names(self) -> list[str]:
         """Manifest file names, newest (highest sequence) first."""
         try:
-            names = [name for name in os.listdir(self.checkpoint_dir) if _MANIFEST_RE.fullmatch(name)]
+            names = [name for name in os.listdir(self.checkpoint_dir) if manifest.sequence_of(name) is not None]
         except FileNotFoundError:
             return []
-        return sorted(names, key=_sequence_of, reverse=True)
+        return sorted(names, key=self._sequence, reverse=True)
 
     def _inspect(self, name: str, *, trust_cache: bool = False) -> CheckpointEntry:
         """Validate one manifest and every sidecar it references (see ``_check_sidecar`` for ``trust_cache``)."""
         path = self.checkpoint_dir / name
-        sequence = _sequence_of(name)
+        size = 0
         try:
-            size = path.stat().st_size
-            checkpoint, sidecars = self._parse(path, sequence)
+            raw = path.read_bytes()
+            size = len(raw)
+            checkpoint, sidecars = manifest.parse(raw, name)
             for ref in sidecars.values():
                 self._check_sidecar(ref, trust_cache=trust_cache)
-        except (_Corrupted, OSError) as exc:
-            reason = str(exc) if isinstance(exc, _Corrupted) else f"unreadable: {exc}"
+        except (ManifestError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, ManifestError) else f"unreadable: {exc}"
             return CheckpointEntry(
-                sequence=sequence, file=name, status=CheckpointStatus.CORRUPTED, size=_size_or_zero(path), reason=reason
+                sequence=self._sequence(name), file=name, status=CheckpointStatus.CORRUPTED, size=size, reason=reason
             )
         return CheckpointEntry(
-            sequence=sequence,
+            sequence=self._sequence(name),
             file=name,
             status=CheckpointStatus.COMPLETED,
             size=size,
             checkpoint=checkpoint,
             sidecars=sidecars,
         )
-
-    def _parse(self, path: Path, sequence: int) -> tuple[Checkpoint, dict[str, SidecarRef]]:
-        raw = path.read_bytes()
-        if not raw:
-            raise _Corrupted("empty file")
-        if path.name.endswith(".gz"):
-            try:
-                raw = gzip.decompress(raw)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise _Corrupted(f"not a valid gzip file (truncated?): {exc}") from None
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise _Corrupted(f"invalid JSON (truncated?): {exc}") from None
-        if not isinstance(document, dict):
-            raise _Corrupted("not a JSON object")
-        try:
-            checkpoint = checkpoint_from_document(document)
-        except SchemaVersionError as exc:
-            raise _Corrupted(f"unsupported schema version: {exc}") from None
-        except CheckpointCorruptedError as exc:
-            raise _Corrupted(f"checksum mismatch: {exc}") from None
-        except ValueError as exc:
-            raise _Corrupted(f"invalid checkpoint structure: {exc}") from None
-        if checkpoint.sequence_number != sequence:
-            raise _Corrupted(f"sequence_number {checkpoint.sequence_number} does not match the file name")
-        return checkpoint, _sidecar_refs(checkpoint.data.job_state.get(SIDECARS_KEY, {}))
 
     def _check_sidecar(self, ref: SidecarRef, *, trust_cache: bool) -> None:
         """Existence, size and SHA-256 of a sidecar.
@@ -325,13 +282,13 @@ class CheckpointStore:
         try:
             st = path.stat()
         except FileNotFoundError:
-            raise _Corrupted(f"sidecar {ref.file} is missing") from None
+            raise ManifestError(f"sidecar {ref.file} is missing") from None
         if st.st_size != ref.size:
-            raise _Corrupted(f"sidecar {ref.file} has {st.st_size} bytes, the manifest says {ref.size}")
+            raise ManifestError(f"sidecar {ref.file} has {st.st_size} bytes, the manifest says {ref.size}")
         if trust_cache and self._hashed.get(ref.file) == (st.st_ino, st.st_size, st.st_mtime_ns, ref.sha256):
             return
         if sha256_of_file(path) != ref.sha256:
-            raise _Corrupted(f"sidecar {ref.file} was altered: its SHA-256 does not match the manifest")
+            raise ManifestError(f"sidecar {ref.file} was altered: its SHA-256 does not match the manifest")
         self._remember_hash(ref.file, ref.sha256)
 
     def _remember_hash(self, file: str, sha256: str) -> None:
@@ -339,48 +296,7 @@ class CheckpointStore:
         self._hashed[file] = (st.st_ino, st.st_size, st.st_mtime_ns, sha256)
 
     def _mentioned_sidecars(self, name: str) -> set[str]:
-        """Best effort: sidecar names appearing in a (damaged) manifest, even a truncated one."""
         try:
-            raw = (self.checkpoint_dir / name).read_bytes()
+            return manifest.mentioned_sidecars((self.checkpoint_dir / name).read_bytes(), name)
         except OSError:
             return set()
-        if name.endswith(".gz"):
-            try:
-                raw = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(raw)
-            except zlib.error:
-                return set()
-        return {match.decode() for match in _SIDECAR_RE.findall(raw)}
-
-
-def _size_or_zero(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _sequence_of(name: str) -> int:
-    match = _MANIFEST_RE.fullmatch(name)
-    assert match is not None
-    return int(match.group(1))
-
-
-def _sidecar_refs(listed: Any) -> dict[str, SidecarRef]:
-    """The manifest's sidecar table, checked: names stay inside the checkpoint directory."""
-    if not isinstance(listed, dict):
-        raise _Corrupted(f"job_state[{SIDECARS_KEY!r}] is not an object")
-    refs = {}
-    for name, fields in listed.items():
-        try:
-            ref = SidecarRef(fields["file"], fields["sha256"], fields["size"])
-        except (TypeError, KeyError):
-            raise _Corrupted(f"sidecar entry {name!r} is malformed") from None
-        if not (
-            isinstance(ref.file, str)
-            and _SIDECAR_RE.fullmatch(ref.file.encode())
-            and isinstance(ref.size, int)
-            and isinstance(ref.sha256, str)
-        ):
-            raise _Corrupted(f"sidecar entry {name!r} is malformed")
-        refs[name] = ref
-    return refs
