@@ -70,6 +70,9 @@ class EventLog:
             self.skipped_lines = skipped
             return events
 
+    def close(self) -> None:
+        """Nothing to release (each append opens and closes the file); kept for callers that close logs."""
+
     def _count_lines(self) -> int:
         try:
             return self.path.read_bytes().count(b"\n")
