@@ -16,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from scrapy_resilience.fileio import FILE_MODE, atomic_write, ensure_private_dir
+from scrapy_resilience.fileio import FILE_MODE, TMP_PREFIX, atomic_write, ensure_private_dir, inflight_temporaries
 from scrapy_resilience.models import FailureEvent
 from scrapy_resilience.serialization import event_from_line, event_to_line
 
@@ -44,6 +44,7 @@ class EventLog:
         with self._lock:
             if self._lines is None:
                 ensure_private_dir(self.directory)
+                self._remove_leftovers()
                 self._lines = self._count_lines()
             # Opened per append, with O_APPEND: the line lands whole at the end
             # even when another process (or its compaction) touched the file.
@@ -72,6 +73,13 @@ class EventLog:
 
     def close(self) -> None:
         """Nothing to release (each append opens and closes the file); kept for callers that close logs."""
+
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary file of a compaction that a crash interrupted."""
+        busy = inflight_temporaries()
+        for leftover in self.directory.glob(f"{TMP_PREFIX}*-{EVENTS_FILE}"):
+            if leftover.name not in busy:
+                leftover.unlink(missing_ok=True)
 
     def _count_lines(self) -> int:
         try:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from scrapy_resilience.eventlog import EVENTS_FILE, EventLog
+from scrapy_resilience.fileio import TMP_PREFIX
 from scrapy_resilience.models import FailureCategory, FailureEvent, FailureSeverity, RecoveryAction
 from scrapy_resilience.serialization import event_to_line
 
@@ -132,3 +133,14 @@ def test_second_writer_follows_the_other_ones_compaction(tmp_path: Path) -> None
         first.append(event(index))
     second.append(event(6))
     assert messages(EventLog(tmp_path).read())[-1] == event(6).message
+
+
+def test_interrupted_compaction_leftover_is_removed(tmp_path: Path) -> None:
+    """The temporary file of a compaction killed half-way is removed by the next writer; the log is intact."""
+    EventLog(tmp_path).append(event(1))
+    leftover = tmp_path / f"{TMP_PREFIX}0123abcd-{EVENTS_FILE}"
+    leftover.write_bytes(event_to_line(event(1)).encode()[:30])
+    log = EventLog(tmp_path)
+    log.append(event(2))
+    assert not leftover.exists()
+    assert messages(log.read()) == [event(1).message, event(2).message]
