@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,13 @@ def test_threshold_from_settings():
     config = MonitorConfig.from_settings(Settings({"RESILIENCE_MEMORY_MB": 900, "RESILIENCE_CPU_PERCENT": 90}))
     threshold = resources.threshold_from_config(config)
     assert (threshold.memory_absolute, threshold.cpu_percent, threshold.disk_space) == (900, 90.0, None)
+
+
+def test_sample_tree_counts_open_connections():
+    """An open TCP connection of the tree is counted (both of its ends belong to this process here)."""
+    before = resources.sample_tree(os.getpid()).connections
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()):
+        accepted, _ = server.accept()
+        with accepted:
+            during = resources.sample_tree(os.getpid()).connections
+    assert during >= before + 3  # listener, client end, accepted end
