@@ -41,7 +41,7 @@ class Trouble:
 
     outage_at: float = 3.0  # seconds after the start
     outage: float = 8.0  # seconds of 503s on every page
-    rate_per_second: int = 25  # per host; 429 with Retry-After beyond it
+    rate_per_second: int = 50  # per host; 429 with Retry-After beyond it
     retry_after: int = 1
     page_delay: float = 0.15  # every page takes this long, so the crawl lasts long enough to meet the outage
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The scrapy-resilience demonstration.")
     parser.add_argument("--products", type=int, default=300, help="size of the demo shop (default 300)")
     parser.add_argument("--outage", type=float, default=8.0, help="seconds of outage in each crawl")
-    parser.add_argument("--rate", type=int, default=25, help="requests per second per host before 429s")
+    parser.add_argument("--rate", type=int, default=50, help="requests per second per host before 429s")
     parser.add_argument("--keep", type=Path, help="keep logs, feeds and checkpoints in this directory")
     args = parser.parse_args(argv)
     trouble = Trouble(outage=args.outage, rate_per_second=args.rate)

@@ -136,3 +136,30 @@ def test_demo_loses_nothing_with_the_addon(tmp_path: Path) -> None:
     expected = table["pages expected"][0]
     assert table["pages obtained"] == (expected, expected - table["pages lost"][1])
     assert table["pages lost"][0] == 0
+
+
+def test_readme_classic_way_wires_what_the_addon_wires(tmp_path: Path) -> None:
+    """The README's "classic way" settings block enables exactly the components the add-on enables."""
+    from scrapy.settings import Settings
+    from scrapy.utils.misc import load_object
+
+    from scrapy_resilience import Addon
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(# settings.py: the same as ADDONS.*?)```", readme, re.DOTALL)
+    assert block, "the README's classic-way block is missing"
+    classic: dict[str, Any] = {}
+    exec(block.group(1), {}, classic)
+    playwright = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
+    base = {"RESILIENCE_CHECKPOINT_DIR": str(tmp_path), "DOWNLOAD_HANDLERS": {"http": playwright, "https": playwright}}
+    with_addon = Settings(base)
+    Addon().update_settings(with_addon)
+    listed = Settings({**base, **classic})
+    for name in ("DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS"):
+        wired = [{load_object(k): v for k, v in s.getwithbase(name).items()} for s in (with_addon, listed)]
+        assert wired[0] == wired[1], name
+    handlers = [
+        {k: v and load_object(v) for k, v in s.getwithbase("DOWNLOAD_HANDLERS").items()} for s in (with_addon, listed)
+    ]
+    assert handlers[0] == handlers[1]
+    assert load_object(with_addon["DUPEFILTER_CLASS"]) is load_object(listed["DUPEFILTER_CLASS"])
