@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
@@ -37,6 +37,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet import reactor
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
 
 from scrapy_resilience.models import AbortAction, AbortActionType, AbortPolicy
 from scrapy_resilience.settings import AbortConfig
@@ -68,8 +69,10 @@ def policy_from_config(config: AbortConfig) -> AbortPolicy:
         window_duration=config.window_duration,
         consecutive_crashes=config.consecutive_crashes or None,
         min_operations=config.min_operations,
+        # (attrs' tuple converter is untyped for mypy, hence the ignore.)
         abort_actions=tuple(
-            AbortAction(action_type=kind, target="crawl", timeout=ACTION_TIMEOUTS[kind]) for kind in config.actions
+            AbortAction(action_type=kind, target="crawl", timeout=ACTION_TIMEOUTS[kind])  # type: ignore[misc]
+            for kind in config.actions
         ),
     )
 
@@ -147,9 +150,9 @@ async def post_json(url: str, document: Mapping[str, Any]) -> int:
     body = json.dumps(document, sort_keys=True, default=str).encode()
     agent = Agent(reactor, connectTimeout=ACTION_TIMEOUTS[AbortActionType.NOTIFY])
     headers = Headers({b"Content-Type": [b"application/json"], b"User-Agent": [b"scrapy-resilience"]})
-    response = await maybe_deferred_to_future(
-        agent.request(b"POST", url.encode(), headers, FileBodyProducer(BytesIO(body)))
-    )
+    # FileBodyProducer implements IBodyProducer through zope.interface, which mypy cannot see.
+    producer = cast(IBodyProducer, FileBodyProducer(BytesIO(body)))
+    response = await maybe_deferred_to_future(agent.request(b"POST", url.encode(), headers, producer))
     return int(response.code)
 
 
