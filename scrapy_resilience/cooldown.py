@@ -98,6 +98,8 @@ class DomainCooldown:
 
     def success(self, downloader: Downloader, request: Request) -> None:
         """A successful response from ``request``'s slot: lift the slowdown by half a step."""
+        if not self._states:  # the common case, kept cheap: no slot has ever failed
+            return
         key, slot = self._slot(downloader, request)
         state = self._states.get(key)
         if state is None:
