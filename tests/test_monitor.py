@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from typing import Any
 
@@ -206,3 +208,61 @@ class Items:
 
     def item(self, item: dict[str, str]) -> None:
         self.skus.add(item["sku"])
+
+
+def test_crashed_runs_abort_the_next_run_before_any_request(scrapy_project_env, demo_site, tmp_path):
+    """After N runs of a job killed by SIGKILL, the next run aborts with the crash reason and sends nothing."""
+    job = tmp_path / "job"
+    settings = {"RESILIENCE_CHECKPOINT_DIR": str(job), "DOWNLOAD_DELAY": 0.05}
+    for _ in range(2):
+        demo_site.reset()
+        with scrapy_project_env.popen(
+            "crawl", "catalogue", settings=settings, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ) as process:
+            deadline = time.monotonic() + 60
+            while len(demo_site.log()) < 5 and time.monotonic() < deadline:
+                time.sleep(0.1)  # polling the site's log for the crawl to be under way, bounded
+            process.kill()
+        assert len(demo_site.log()) >= 5
+    demo_site.reset()
+    dump = tmp_path / "stats.json"
+    result = scrapy_project_env.run(
+        "crawl",
+        "catalogue",
+        settings={**settings, "RESILIENCE_ABORT_CONSECUTIVE_CRASHES": 2, "STATS_DUMP_FILE": str(dump)},
+    )
+    final = json.loads(dump.read_text())
+    assert final["finish_reason"] == "resilience_consecutive_crashes", result.stderr[-2000:]
+    assert final[stats.ABORT_REASON] == "resilience_consecutive_crashes"
+    assert demo_site.log() == []  # not one request reached the site
+
+
+@pytest.mark.parametrize(
+    ("setting", "limit", "reason"),
+    [
+        ("RESILIENCE_DISK_SPACE_MB", 10**9, "resilience_disk_space"),
+        ("RESILIENCE_NETWORK_CONNECTIONS", 1, "resilience_network_connections"),
+    ],
+)
+@deferred_f_from_coro_f
+async def test_threshold_closes_after_a_warning_and_a_checkpoint(demo_site, tmp_path, setting, limit, reason):
+    """A threshold crossed at two readings in a row closes the crawl with its reason after a checkpoint."""
+    from scrapy_resilience import Addon
+
+    settings = {
+        "ADDONS": {Addon: 500},
+        "RESILIENCE_CHECKPOINT_DIR": str(tmp_path / "job"),
+        "RESILIENCE_MONITOR_INTERVAL": 0.2,
+        setting: limit,
+        "DOWNLOAD_DELAY": 0.02,
+        "LOG_LEVEL": "INFO",
+        "TELNETCONSOLE_ENABLED": False,
+    }
+    crawler = get_crawler(CatalogueSpider, settings_dict=settings)
+    tripped: list[str] = []
+    crawler.signals.connect(lambda threshold: tripped.append(threshold), signal=signals.threshold_tripped, weak=False)
+    await maybe_deferred_to_future(crawler.crawl(base=demo_site.url, pages=10))
+    assert crawler.stats.get_value("finish_reason") == reason
+    assert tripped == [setting, setting]
+    assert crawler.stats.get_value(stats.CHECKPOINT_COUNT) >= 1
+    assert crawler.stats.get_value(stats.failures("system")) >= 2  # the warning and the abort
