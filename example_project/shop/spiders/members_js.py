@@ -38,8 +38,10 @@ class MembersJsSpider(DemoSiteSpider):
             yield scrapy.Request(
                 f"{self.base_url}/members-js/check.html?n={n}",
                 # The page writes its verdict with JavaScript; wait until it has.
-                meta={"playwright": True,
-                      "playwright_page_methods": [PageMethod("wait_for_selector", "#status:not(:empty)")]},
+                meta={
+                    "playwright": True,
+                    "playwright_page_methods": [PageMethod("wait_for_selector", "#status:not(:empty)")],
+                },
                 callback=self.check,
                 cb_kwargs={"n": n},
             )
