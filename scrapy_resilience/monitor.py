@@ -16,6 +16,7 @@ is still on its way, so no request is sent after the decision.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -327,7 +328,9 @@ class MonitorExtension:
     async def _save_state(self) -> None:
         checkpoints = self._checkpoints()
         if checkpoints is not None:
-            await checkpoints.save_checkpoint()
+            # Shielded: a checkpoint that outlasts the step's timeout is left to
+            # finish (the next step runs), never cancelled halfway.
+            await asyncio.shield(asyncio.ensure_future(checkpoints.save_checkpoint()))
 
     async def _log_event(self, reason: str, detail: dict[str, Any]) -> None:
         get_recorder(self.crawler).record(
@@ -355,4 +358,6 @@ class MonitorExtension:
             await close_contexts(handler)
 
     async def _shutdown(self, reason: str) -> None:
-        await self.crawler.engine.close_spider_async(reason=reason)
+        # Shielded like the checkpoint: past the step's timeout the close goes on
+        # in the background (every download is bounded by DOWNLOAD_TIMEOUT).
+        await asyncio.shield(asyncio.ensure_future(self.crawler.engine.close_spider_async(reason=reason)))
