@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from scrapy_resilience.eventlog import EVENTS_FILE, EventLog
+from scrapy_resilience.journal import segment_numbers, segment_path
 from scrapy_resilience.models import Checkpoint, CheckpointStatus, FailureEvent, RecoveryAction
 from scrapy_resilience.serialization import checkpoint_to_document, event_to_line
 from scrapy_resilience.store import CheckpointEntry, CheckpointStore
@@ -24,6 +25,7 @@ from scrapy_resilience.store import CheckpointEntry, CheckpointStore
 # The job id only matters for writing; reading lists whatever the directory holds.
 READER_JOB_ID = "inspect"
 ITEMS_STAT = "item_scraped_count"
+JOURNAL_DIR = "journal"  # DIR/journal: the checkpoint extension's frontier journal
 
 
 class JobDirError(Exception):
@@ -73,29 +75,50 @@ def progress_of(checkpoint: Checkpoint) -> dict[str, int]:
 
 @attrs.frozen
 class JobSnapshot:
-    """The newest valid checkpoint of a job, as far as the supervisor cares."""
+    """What the supervisor compares between runs: the newest checkpoint, and the work done so far."""
 
     sequence: int = 0
     close_reason: str | None = None
-    done: tuple[int, int] = (0, 0)  # requests completed, items scraped
+    done: tuple[int, int] = (0, 0)  # requests completed (checkpoint and journal after it), items scraped
 
     def progress_since(self, earlier: JobSnapshot) -> bool:
         """True when this snapshot records more requests done or more items than ``earlier``."""
-        return any(now > before for now, before in zip(self.done, earlier.done, strict=False))
+        return any(now > before for now, before in zip(self.done, earlier.done, strict=True))
 
 
 def read_snapshot(directory: Path, *, job_id: str | None = None) -> JobSnapshot:
     loaded = CheckpointStore(directory, job_id=job_id or READER_JOB_ID).load_latest()
     if loaded is None:
-        return JobSnapshot()
+        return JobSnapshot(done=(_journal_done(directory, after=0), 0))
     checkpoint = loaded.checkpoint
+    job_state = checkpoint.data.job_state
     progress = progress_of(checkpoint)
-    reason = checkpoint.data.job_state.get("close_reason")
+    reason = job_state.get("close_reason")
+    upto = job_state.get("journal_upto", 0)
     return JobSnapshot(
         sequence=checkpoint.sequence_number,
         close_reason=reason if isinstance(reason, str) else None,
-        done=(progress["completed"], progress["items"]),
-    )
+        done=(progress["completed"] + _journal_done(directory, after=upto if isinstance(upto, int) else 0),
+              progress["items"]),
+    )  # fmt: skip
+
+
+def _journal_done(directory: Path, *, after: int) -> int:
+    """Requests journaled as done after checkpoint segment ``after``: work a killed run did since its checkpoint.
+
+    Temporary: counts the journal's ``{"d": id}`` records itself until the
+    checkpoint component exposes this count (requested in coord/requests.md).
+    """
+    journal = directory / JOURNAL_DIR
+    done = 0
+    for number in segment_numbers(journal):
+        if number <= after:
+            continue
+        with segment_path(journal, number).open("rb") as segment:
+            for line in segment:
+                if line.startswith(b'{"d":'):
+                    done += 1
+    return done
 
 
 # -- checkpoints --------------------------------------------------------------
