@@ -269,7 +269,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             delay = faults.slow_delay(parts.path)
             if delay:
                 self.server.stopping.wait(delay)
-            self._site()
+            try:
+                self._site()
+            except ValueError as exc:  # a malformed number in a fault route: the caller's mistake, not ours
+                self._html(400, "Bad request", f"<h1>Bad request</h1><p>{exc}</p>")
 
     # --- answers -------------------------------------------------------------------
 

@@ -104,6 +104,13 @@ def test_keyed_status_fault_fails_n_times_then_succeeds(demo_site: Any) -> None:
     assert [fetch(demo_site.url + "/fault/status/500?key=forever")[0] for _ in range(3)] == [500] * 3
 
 
+def test_malformed_fault_routes_answer_400(demo_site: Any) -> None:
+    """A fault route with a malformed number answers 400 and the site keeps serving."""
+    assert fetch(demo_site.url + "/fault/status/abc")[0] == 400
+    assert fetch(demo_site.url + "/fault/status/503?times=x")[0] == 400
+    assert fetch(demo_site.url + "/")[0] == 200
+
+
 def test_keyed_fault_counter_is_exact_under_concurrency(demo_site: Any) -> None:
     """40 parallel requests on one key with times=7 get exactly 7 failures."""
     url = demo_site.url + "/fault/status/502?key=parallel&times=7"
