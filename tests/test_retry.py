@@ -252,3 +252,40 @@ async def test_hold_api_and_request_held_signal(demo_site: Any) -> None:
     _first, held = hits(demo_site, "/fault/slow")
     assert held["host"] == "127.0.0.2" and held["t"] >= not_before
     assert len(result.spider.responses) == 2  # the spider stayed open for the held request
+
+
+PLAYWRIGHT = {
+    "DOWNLOAD_HANDLERS": {
+        "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+        "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+    },
+    "PLAYWRIGHT_LAUNCH_OPTIONS": {
+        "executable_path": "/usr/bin/chromium",
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    },
+    "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": 1000,
+}
+
+
+@pytest_twisted.ensureDeferred
+async def test_playwright_timeout_is_retried(demo_site: Any) -> None:
+    """A Playwright navigation TimeoutError (real Chromium) is transient: retried, then given up."""
+    demo_site.reset()
+    settings = {**PLAYWRIGHT, "RESILIENCE_RETRY_MAX_ATTEMPTS": 2}
+    url = demo_site.url + "/fault/slow?delay=3&key=pw1"
+    result = await crawl([(url, {"meta": {"playwright": True}})], settings)
+    # (The site logs a request when it answers, after the crawl here: count with Scrapy's stats.)
+    assert result.stat("retry/reason_count/playwright._impl._errors.TimeoutError") == 1
+    assert result.stat("retry/max_reached") == 1
+    assert {event.category for event in result.events} == {FailureCategory.BROWSER}
+    [failure] = result.spider.failures
+    assert type(failure.value).__name__ == "TimeoutError"
