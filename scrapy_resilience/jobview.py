@@ -200,7 +200,7 @@ def event_document(event: FailureEvent) -> dict[str, Any]:
 
 MASK = "***"
 # Keys whose whole value is a secret: header names and credentials.
-SECRET_KEYS = frozenset({"cookie", "set-cookie", "authorization", "proxy-authorization"})
+SECRET_KEYS = frozenset({"cookie", "set-cookie", "authorization", "proxy-authorization", "password"})
 # Containers of name/value pairs (cookie jars, browser storage): names kept, values masked.
 NAMED_VALUE_KEYS = frozenset({"cookies", "localstorage", "sessionstorage"})
 _COOKIE_FIELDS = frozenset({"domain", "path", "expires", "httpOnly", "secure"})

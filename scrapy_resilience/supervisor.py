@@ -87,6 +87,7 @@ class CrawlPlan:
     directory: Path
     job_id: str | None
     crash_limit: int
+    addon_enabled: bool
 
 
 def plan_crawl(crawl_args: list[str]) -> CrawlPlan:
@@ -129,7 +130,20 @@ def plan_crawl(crawl_args: list[str]) -> CrawlPlan:
         directory=Path(directory),
         job_id=resilience_settings.read(settings, "RESILIENCE_JOB_ID") or spider,
         crash_limit=limit,
+        addon_enabled=_addon_enabled(settings),
     )
+
+
+def _addon_enabled(settings: Any) -> bool:
+    """Whether the project enables our add-on or checkpoint extension (else nothing is ever checkpointed)."""
+    from scrapy.utils.python import global_object_name
+
+    for name in ("ADDONS", "EXTENSIONS"):
+        for component, order in settings.getdict(name).items():
+            path = component if isinstance(component, str) else global_object_name(component)
+            if path.startswith("scrapy_resilience.") and order is not None:
+                return True
+    return False
 
 
 def _apply_spider_settings(settings: Any, spider: str) -> None:
@@ -258,4 +272,9 @@ def supervise(crawl_args: list[str], *, restart_delay: float = 1.0) -> int:
         logger.error("%s", exc)
         return Outcome.FAILED_TO_START
     logger.info("Supervising %s: checkpoints in %s", plan.spider or "the crawl", plan.directory)
+    if not plan.addon_enabled:
+        logger.warning(
+            'The add-on is not enabled (ADDONS = {"scrapy_resilience.Addon": 500}): no checkpoints are '
+            "written, so every restart starts the crawl over"
+        )
     return Supervisor(plan, restart_delay=restart_delay).run()

@@ -24,20 +24,20 @@ from scrapy_resilience.models import (
 from scrapy_resilience.store import CheckpointStore
 
 REPO = Path(__file__).resolve().parent.parent
-SECRETS = ("jar-secret-1", "storage-secret-2", "local-secret-3", "header-secret-4")
+SECRETS = ("jar-secret-1", "storage-secret-2", "local-secret-3", "header-secret-4", "password-secret-5")
 
 
 def _browser_state() -> dict:
-    """Cookie jars and Playwright storage state, as sessions are kept in checkpoints."""
-    return {
-        "cookiejars": {"default": [{"name": "session", "value": SECRETS[0], "domain": "127.0.0.1", "path": "/"}]},
-        "playwright": {
-            "default": {
-                "cookies": [{"name": "sid", "value": SECRETS[1], "domain": "127.0.0.1", "path": "/"}],
-                "origins": [{"origin": "http://127.0.0.1", "localStorage": [{"name": "token", "value": SECRETS[2]}]}],
-            }
-        },
+    """Sessions as ``sessions.SessionsExtension`` keeps them: Scrapy cookie jars and Playwright contexts."""
+    cookie = {"version": 0, "name": "session", "value": SECRETS[0], "port": None, "domain": "127.0.0.1",
+              "path": "/", "secure": False, "expires": None, "discard": True, "rest": {"HttpOnly": None}}
+    storage = {
+        "cookies": [{"name": "sid", "value": SECRETS[1], "domain": "127.0.0.1", "path": "/", "httpOnly": True}],
+        "origins": [{"origin": "http://127.0.0.1", "localStorage": [{"name": "token", "value": SECRETS[2]}]}],
     }
+    kwargs = {"http_credentials": {"username": "me", "password": SECRETS[4]}}
+    return {"sessions": {"cookiejars": [{"key": None, "cookies": [cookie]}],
+                         "contexts": {"default": {"storage_state": storage, "kwargs": kwargs}}}}
 
 
 def write_job(directory: Path, checkpoints: int = 3) -> CheckpointStore:
@@ -167,9 +167,8 @@ def test_show_masks_cookie_values_unless_revealed(job, capsys):
         assert not any(secret in out for secret in SECRETS), argv
     code, out, _ = run(capsys, "show", str(job), "--json")
     document = json.loads(out)
-    assert document["browser_state"]["cookiejars"]["default"][0] == {
-        "name": "session", "value": "***", "domain": "127.0.0.1", "path": "/",
-    }  # fmt: skip
+    jar_cookie = document["browser_state"]["sessions"]["cookiejars"][0]["cookies"][0]
+    assert jar_cookie["name"] == "session" and jar_cookie["value"] == "***" and jar_cookie["domain"] == "127.0.0.1"
     assert document["poison_requests"][0]["context"]["headers"]["Cookie"] == ["session=***"]
     code, out, _ = run(capsys, "show", str(job), "1", "--reveal-secrets", "--json")
     assert all(secret in out for secret in SECRETS)

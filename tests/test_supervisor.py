@@ -188,7 +188,8 @@ def test_plan_adds_the_default_directory_and_passes_every_option(in_project):
     assert plan.spider == "catalogue" and plan.directory == Path("crawls/catalogue")
     assert plan.command == [sys.executable, "-m", "scrapy", "crawl", *args,
                             "-s", "RESILIENCE_CHECKPOINT_DIR=crawls/catalogue"]  # fmt: skip
-    assert plan.crash_limit == 3 and plan.job_id == "catalogue"
+    assert plan.crash_limit == 3 and plan.job_id == "catalogue" and plan.addon_enabled
+    assert not plan_crawl(["catalogue", "-s", "ADDONS={}"]).addon_enabled
 
 
 def test_plan_keeps_the_users_directory_and_crash_limit(in_project):
