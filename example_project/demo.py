@@ -39,7 +39,7 @@ REPO = PROJECT.parent
 class Trouble:
     """What the site does wrong during each crawl, relative to the crawl's start."""
 
-    outage_at: float = 3.0  # seconds after the start
+    outage_at: float = 1.5  # seconds after the start
     outage: float = 8.0  # seconds of 503s on every page
     rate_per_second: int = 50  # per host; 429 with Retry-After beyond it
     retry_after: int = 1
