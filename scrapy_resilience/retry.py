@@ -1,56 +1,41 @@
 """The retry downloader middleware: classify, back off, hold, re-inject.
 
 It takes the place of Scrapy's RetryMiddleware (order 550). For a failed
-download (a response status of 400 or more, or an exception) it:
+download (a status of 400 or more, or an exception) it:
 
 1. classifies the failure (``classify.classify``); permanent failures, requests
-   with ``dont_retry`` and non-idempotent methods are not retried;
-2. builds the retry with Scrapy's own ``get_retry_request(...,
-   stats_base_key="retry")``, so ``retry/count``, ``retry/reason_count/*`` and
-   ``retry/max_reached`` keep their meaning, and so does ``max_retry_times``;
-3. draws the backoff delay (``backoff.retry_delay``; a ``Retry-After`` is a
-   minimum) and tells the per-domain cooldown;
-4. holds the retry *outside* the downloader until its time: the retry request
-   is returned to the engine marked with its wall-clock ``not_before``; our
-   ``request_scheduled`` handler takes every marked request, holds it and
-   raises ``IgnoreRequest``, which the engine treats as "dropped before the
-   scheduler" without logging and without calling any errback. So a waiting
-   request holds neither a download slot nor a ``CONCURRENT_REQUESTS`` place,
-   and no timer blocks the reactor;
-5. re-injects it with ``engine.crawl(request)`` when its time comes; the spider
-   does not close while requests are held (``spider_idle`` raises
-   ``DontCloseSpider``).
+   with ``dont_retry`` and non-idempotent methods are not retried; a transient
+   one also tells the per-domain cooldown (``cooldown.DomainCooldown``);
+2. builds the retry with Scrapy's ``get_retry_request(..., stats_base_key="retry")``,
+   so ``retry/*`` stats and ``max_retry_times`` keep their meaning;
+3. draws its delay (``backoff.retry_delay``; a ``Retry-After`` is a minimum);
+4. holds it *outside* the downloader until due (``holding.HeldRequests``): a
+   waiting request holds neither a download slot nor a ``CONCURRENT_REQUESTS``
+   place, no timer blocks the reactor, and the spider stays open meanwhile.
 
 Every failure is recorded as a FailureEvent whose ``correlation_id`` (meta
-``resilience_correlation_id``) follows the request across its retries.
-
-An unknown ``meta["resilience_policy"]`` is a programming error: the request
-fails at once with a ``ConfigError`` naming the known policies (its errback
-gets it, Scrapy logs it), rather than being crawled with a policy the user did
-not ask for.
+``resilience_correlation_id``) follows the request across its retries. An
+unknown ``meta["resilience_policy"]`` is a programming error: the request fails
+at once with a ``ConfigError`` naming the known policies, rather than being
+crawled with a policy the user did not ask for.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
 import random
 import time
 import traceback
 import uuid
 from typing import Any
 
-import attrs
-from scrapy import Request, signals
+from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.exceptions import DontCloseSpider, IgnoreRequest, NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
-from scrapy.utils.asyncio import CallLaterResult, call_later
 from scrapy.utils.response import response_status_message
 
-from scrapy_resilience import signals as resilience_signals
-from scrapy_resilience import stats, testing
+from scrapy_resilience import holding, stats, testing
 from scrapy_resilience.backoff import parse_retry_after, retry_delay
 from scrapy_resilience.classify import Classification, classify
 from scrapy_resilience.cooldown import DomainCooldown
@@ -59,24 +44,12 @@ from scrapy_resilience.models import FailureClassifier, FailureSeverity, Recover
 from scrapy_resilience.recorder import get_recorder
 from scrapy_resilience.settings import RetryConfig
 
-logger = logging.getLogger(__name__)
-
 # RFC 9110 §9.2.2: only these may be repeated without asking the user.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 META_POLICY = "resilience_policy"
 META_UNSAFE = "resilience_retry_unsafe"
 META_CORRELATION_ID = "resilience_correlation_id"
-# Set on a retry between process_response/process_exception and our
-# request_scheduled handler only; never seen by the scheduler or the spider.
-_META_NOT_BEFORE = "_resilience_not_before"
-
-
-@attrs.define
-class _Held:
-    request: Request
-    not_before: float
-    timer: CallLaterResult | None = None
 
 
 class RetryMiddleware:
@@ -115,11 +88,7 @@ class RetryMiddleware:
             max_delay=config.max_delay,
             retry_after_max=config.retry_after_max,
         )
-        self._held: dict[int, _Held] = {}
-        self._keys = itertools.count()
-        crawler.signals.connect(self._request_scheduled, signal=signals.request_scheduled)
-        crawler.signals.connect(self._spider_idle, signal=signals.spider_idle)
-        crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
+        self.held = holding.HeldRequests(crawler)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RetryMiddleware:
@@ -182,6 +151,8 @@ class RetryMiddleware:
             "reason": verdict.reason,
             **details,
         }
+        if verdict.transient and not testing.is_testing():
+            self._cool(request, retry_after=retry_after)
         why_not = self._why_not_retry(request, verdict)
         if why_not is not None:
             if not verdict.transient:
@@ -222,17 +193,15 @@ class RetryMiddleware:
                 severity=FailureSeverity.HIGH,
             )
             return None
-        if testing.is_testing():
-            delay = 0.0
-        else:
+        delay = 0.0
+        if not testing.is_testing():
             delay = retry_delay(retry.meta["retry_times"], policy, self.rng, retry_after, self.config.retry_after_max)
-            self._cool(request, retry_after=retry_after)
         self._inc(stats.RETRY_SCHEDULED)
         self._inc(stats.RETRY_DELAY_SECONDS, delay)
         context["delay"] = delay
         self._record(verdict, RecoveryAction.RETRY, str(reason), context, stack, correlation_id)
         if delay > 0:
-            retry.meta[_META_NOT_BEFORE] = time.time() + delay
+            holding.mark(retry, time.time() + delay)
         return retry
 
     def _cool(self, request: Request, *, success: bool = False, retry_after: float | None = None) -> None:
@@ -279,59 +248,12 @@ class RetryMiddleware:
             # get+set rather than inc_value, whose signature admits ints only.
             self.crawler.stats.set_value(key, self.crawler.stats.get_value(key, 0) + value)
 
-    # Holding
+    # Held retries (the checkpoint extension uses these two)
 
     def hold(self, request: Request, not_before: float) -> None:
         """Keep ``request`` out of the crawl until the wall-clock time ``not_before``, then crawl it."""
-        request.meta.pop(_META_NOT_BEFORE, None)
-        if not request.dont_filter:
-            request = request.replace(dont_filter=True)
-        key = next(self._keys)
-        held = self._held[key] = _Held(request, not_before)
-        held.timer = call_later(max(0.0, not_before - time.time()), self._release, key)
-        self._gauge()
-        self.crawler.signals.send_catch_log(resilience_signals.request_held, request=request, not_before=not_before)
+        self.held.hold(request, not_before)
 
     def held_requests(self) -> list[tuple[Request, float]]:
         """The requests waiting for their backoff, with their ``not_before`` (epoch seconds)."""
-        return [(held.request, held.not_before) for held in self._held.values()]
-
-    def _release(self, key: int) -> None:
-        held = self._held.pop(key, None)
-        self._gauge()
-        if held is None:
-            return
-        engine = self.crawler.engine
-        if engine is None or engine.spider is None:
-            logger.warning("Dropped held retry of %(request)s: the spider is closed", {"request": held.request})
-            return
-        engine.crawl(held.request)
-
-    def _gauge(self) -> None:
-        if self.crawler.stats is not None:
-            self.crawler.stats.set_value(stats.RETRY_HELD, len(self._held))
-
-    # Signal handlers
-
-    def _request_scheduled(self, request: Request) -> None:
-        not_before = request.meta.get(_META_NOT_BEFORE)
-        if not_before is None:
-            return
-        self.hold(request, not_before)
-        raise IgnoreRequest
-
-    def _spider_idle(self) -> None:
-        if self._held:
-            raise DontCloseSpider
-
-    def _spider_closed(self) -> None:
-        # The held requests stay listed (held_requests) for the final checkpoint,
-        # which may be taken by a spider_closed handler that runs after this one.
-        if self._held:
-            logger.info(
-                "%(count)d held retries not sent before the spider closed (a checkpoint keeps them)",
-                {"count": len(self._held)},
-            )
-        for held in self._held.values():
-            if held.timer is not None:
-                held.timer.cancel()
+        return self.held.listed()
