@@ -139,7 +139,12 @@ class LoopbackOnlyResolver:
 
 @contextmanager
 def loopback_only_resolver() -> Iterator[None]:
-    """Install ``LoopbackOnlyResolver`` on the reactor for the block, then restore the previous one."""
+    """Install ``LoopbackOnlyResolver`` on the reactor for the block, then restore the previous one.
+
+    Scrapy installs ``DNS_RESOLVER`` only in ``CrawlerProcess``/``CrawlerRunner``
+    set-up, not for a ``get_crawler(...).crawl()`` of the test suite, so the
+    test installs the resolver on the reactor itself.
+    """
     from twisted.internet import reactor
 
     previous = reactor.resolver, reactor.nameResolver  # type: ignore[attr-defined]

@@ -290,3 +290,15 @@ async def test_playwright_timeout_is_retried(demo_site: Any) -> None:
     assert {event.category for event in result.events} == {FailureCategory.BROWSER}
     [failure] = result.spider.failures
     assert type(failure.value).__name__ == "TimeoutError"
+
+
+def test_testing_mode_context_restores_and_validates() -> None:
+    """testing_mode() nests and restores the previous mode; attempts below 1 are refused."""
+    with pytest.raises(ValueError, match="at least 1"):
+        testing.set_testing(True, attempts=0)
+    with testing.testing_mode(attempts=4):
+        assert testing.max_attempts(8) == 4
+        with testing.testing_mode():
+            assert testing.max_attempts(8) == 8
+        assert testing.is_testing() and testing.max_attempts(8) == 4
+    assert not testing.is_testing() and testing.max_attempts(8) == 8
