@@ -83,13 +83,18 @@ def test_members_logs_in_and_sends_its_session(scrapy_project_env: Any, start_de
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("addon", [False, True], ids=["plain", "addon"])
 def test_js_catalogue_scrapes_links_rendered_by_javascript(
-    scrapy_project_env: Any, start_demo_site: Any, tmp_path: Path
+    scrapy_project_env: Any, start_demo_site: Any, tmp_path: Path, addon: bool
 ) -> None:
     """js_catalogue, on real Chromium, follows links that exist only after JavaScript ran and reads JS-filled pages."""
+    if addon and not addon_components_import():
+        pytest.skip("the add-on's retry/checkpoint/monitor components do not import yet")
     site = start_demo_site("--products", "45", "--host", "127.0.0.1")
     info = site.info()
-    items = crawl(scrapy_project_env, "js_catalogue", site, tmp_path / "items.jsonl")
+    # With the add-on (and its browser handler in place of scrapy-playwright's), checkpoints on.
+    shipped = {"ADDONS": {"scrapy_resilience.Addon": 500}, "RESILIENCE_CHECKPOINT_DIR": str(tmp_path / "job")}
+    items = crawl(scrapy_project_env, "js_catalogue", site, tmp_path / "items.jsonl", **(shipped if addon else {}))
     assert sorted(int(item["sku"]) for item in items) == [k for k in range(1, 46) if k not in info["dead"]]
     for item in items:
         assert item["url"] == f"{site.url}/js/product/{item['sku']}.html"
