@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,25 +34,42 @@ def project(tmp_path: Path) -> Path:
     return copy
 
 
-def supervise(project: Path, *args: str) -> subprocess.Popen[str]:
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_processes() -> Any:
+    """A failed test must not leave a supervisor or a crawl running: kill what is left, children first."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for child in psutil.Process(process.pid).children(recursive=True):
+                    child.kill()
+            process.kill()
+        process.wait(timeout=WAIT)
+
+
+PYTHON_M = ("-m", "scrapy_resilience")
+SCRAPY_COMMAND = ("-m", "scrapy", "resilience")
+
+
+def supervise(project: Path, *args: str, entry: tuple[str, ...] = PYTHON_M) -> subprocess.Popen[str]:
     """Start `python -m scrapy_resilience crawl ARGS` in ``project``; its output goes to project/supervisor.log."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env.pop("SCRAPY_SETTINGS_MODULE", None)
-    argv = [sys.executable, "-m", "scrapy_resilience", "crawl", "--restart-delay", "0.05", *args]
+    argv = [sys.executable, *entry, "crawl", "--restart-delay", "0.05", *args]
     with open(project / "supervisor.log", "w") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(argv, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(argv, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    _started.append(process)
+    return process
 
 
 def finish(process: subprocess.Popen[str], project: Path) -> tuple[int, str]:
     """Wait (bounded) for the supervisor; return its exit code and everything it and its children printed."""
-    try:
-        code = process.wait(timeout=WAIT)
-    except subprocess.TimeoutExpired:
-        for child in psutil.Process(process.pid).children(recursive=True):
-            child.kill()
-        process.kill()
-        raise
+    code = process.wait(timeout=WAIT)
     return code, (project / "supervisor.log").read_text()
 
 
@@ -148,9 +166,11 @@ def test_a_bad_scrapy_setting_fails_to_start(project, demo_site):
     assert runs(log) == 1
 
 
-def test_a_bad_resilience_setting_is_refused_before_any_child(project):
+@pytest.mark.parametrize("entry", [PYTHON_M, SCRAPY_COMMAND], ids=["python-m", "scrapy-command"])
+def test_a_bad_resilience_setting_is_refused_before_any_child(project, entry):
     """An invalid RESILIENCE_* value: exit 1 with the setting, value and rule on the last line; no child."""
-    code, log = finish(supervise(project, "catalogue", "-s", "RESILIENCE_RETRY_MAX_ATTEMPTS=0"), project)
+    process = supervise(project, "catalogue", "-s", "RESILIENCE_RETRY_MAX_ATTEMPTS=0", entry=entry)
+    code, log = finish(process, project)
     assert code == Outcome.FAILED_TO_START
     last = log.strip().splitlines()[-1]
     assert "RESILIENCE_RETRY_MAX_ATTEMPTS" in last and "'0'" in last and "1 to 100" in last
