@@ -120,6 +120,21 @@ def test_sigkilled_child_is_resumed_and_the_crawl_finishes(project, demo_site):
     assert scraped_skus(project / "items.jsonl") == expected_skus(demo_site.url, 4)
 
 
+def test_a_child_stopped_by_someone_else_is_resumed(project, demo_site):
+    """SIGTERM sent to the child alone (not through the supervisor): it closes with `shutdown` and is restarted."""
+    process = supervise(
+        project, "catalogue", "-a", f"site={demo_site.url}", "-a", "pages=2", "-o", "items.jsonl",
+        "-s", "DOWNLOAD_DELAY=0.1", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=1",
+    )  # fmt: skip
+    wait_for(lambda: read_snapshot(project / "crawls" / "catalogue").done[0] >= 3, "a checkpoint with progress")
+    (child,) = psutil.Process(process.pid).children()
+    child.send_signal(signal.SIGTERM)
+    code, log = finish(process, project)
+    assert code == Outcome.FINISHED, log
+    assert "Run 1 closed with shutdown; restarting" in log and runs(log) == 2
+    assert scraped_skus(project / "items.jsonl") == expected_skus(demo_site.url, 2)
+
+
 def test_a_resumable_close_is_restarted(project, demo_site):
     """A crawl closed for resilience_memory_exceeded is started again and finishes: exit 0 after two runs."""
     process = supervise(
