@@ -64,7 +64,7 @@ class CrawlResult:
     elapsed: float
     stats: dict[str, Any]
     statuses: Counter[int]
-    checkpoint_files: int
+    checkpoints: int
     crashes_survived: int = 0  # filled by supervised scenarios
 
     @property
@@ -107,6 +107,10 @@ def run_crawl(
         entries += site.log(since=len(entries))
     elapsed = time.monotonic() - started
     show_progress(label, elapsed, entries, expected, final=True)
+    if child.returncode:
+        # A crawl that could not even run (a typo in a setting, say) explains itself here.
+        tail = (workdir / "crawl.log").read_text(errors="replace").splitlines()[-15:]
+        print(f"  {label}: scrapy exited with {child.returncode}:", *tail, sep="\n    ", flush=True)
     items = {json.loads(line)["sku"] for line in feed.read_text().splitlines()} if feed.exists() else set()
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     checkpoint_dir = settings.get("RESILIENCE_CHECKPOINT_DIR")
@@ -117,7 +121,7 @@ def run_crawl(
         elapsed=elapsed,
         stats=stats,
         statuses=Counter(entry["status"] for entry in entries),
-        checkpoint_files=int(stats.get("resilience/checkpoint/count", 0)) if checkpoint_dir else 0,
+        checkpoints=int(stats.get("resilience/checkpoint/count", 0)) if checkpoint_dir else 0,
     )
 
 
@@ -162,7 +166,7 @@ def report(results: list[CrawlResult], trouble: Trouble) -> str:
         ("retries", lambda r: r.stats.get("retry/count", 0)),
         ("retries given up", lambda r: r.stats.get("retry/max_reached", 0)),
         ("time waiting (s)", lambda r: round(float(r.stats.get("resilience/retry/delay_seconds", 0)), 1)),
-        ("checkpoints written", lambda r: r.checkpoint_files),
+        ("checkpoints written", lambda r: r.checkpoints),
         ("crashes survived", lambda r: r.crashes_survived),
         ("503 / 429 served", lambda r: f"{r.statuses[503]} / {r.statuses[429]}"),
         ("elapsed (s)", lambda r: round(r.elapsed, 1)),

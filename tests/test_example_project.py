@@ -141,6 +141,7 @@ def test_demo_loses_nothing_with_the_addon(tmp_path: Path) -> None:
     expected = table["pages expected"][0]
     assert table["pages obtained"] == (expected, expected - table["pages lost"][1])
     assert table["pages lost"][0] == 0
+    assert re.search(r"^  with scrapy-resilience +[\d.]+s +products +\d+/\d+", result.stdout, re.MULTILINE)
 
 
 def test_readme_classic_way_wires_what_the_addon_wires(tmp_path: Path) -> None:
