@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from scrapy_resilience.commands.cli import main
 from scrapy_resilience.jobview import JobSnapshot, read_snapshot
 from scrapy_resilience.supervisor import Outcome, describe_exit, plan_crawl
 
@@ -242,6 +243,12 @@ def test_progress_means_more_work_done_not_a_new_checkpoint():
     assert not JobSnapshot(sequence=5, done=(10, 7)).progress_since(before)
     assert JobSnapshot(sequence=5, done=(11, 7)).progress_since(before)
     assert JobSnapshot(sequence=4, done=(10, 8)).progress_since(before)
+
+
+def test_a_usage_error_of_crawl_is_a_failed_start(capsys):
+    """`crawl --restart-delay -1` exits 1 (failed to start), not argparse's 2, which would read as "aborted"."""
+    assert main(["crawl", "--restart-delay", "-1", "catalogue"]) == Outcome.FAILED_TO_START
+    assert "--restart-delay" in capsys.readouterr().err
 
 
 def test_exit_descriptions():

@@ -5,7 +5,8 @@ Shared by ``scrapy resilience`` and ``python -m scrapy_resilience``.
 Exit codes of the inspection subcommands: 0 fine; 1 ``verify`` found a
 corrupted checkpoint, or ``show`` was asked for one; 2 bad usage, a directory
 that does not exist, or an unknown sequence number. ``crawl`` exits with the
-supervisor's outcome codes (see ``scrapy_resilience.supervisor``).
+supervisor's outcome codes (see ``scrapy_resilience.supervisor``); its own
+usage errors exit 1 (failed to start), since 2 means "aborted" there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scrapy_resilience.supervisor import MAX_RESTART_DELAY, Outcome
+
 USAGE_ERROR = 2
+FAILED_TO_START = int(Outcome.FAILED_TO_START)
 SUBCOMMANDS = ("list", "show", "verify", "events", "crawl")
 DESCRIPTION = (
     "Inspect the checkpoints and failure events of a job directory (the RESILIENCE_CHECKPOINT_DIR of a crawl), "
@@ -47,10 +51,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "0 finished, 1 failed to start, 2 aborted by the abort policy, 3 crash loop.",
     )  # fmt: skip
     crawl.add_argument(
-        "--restart-delay", type=float, default=1.0, metavar="SECONDS",
+        "--restart-delay", type=_seconds, default=1.0, metavar="SECONDS",
         help="seconds before the first restart, doubled after each run without progress (default 1, max 60)",
     )  # fmt: skip
     return parser
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= MAX_RESTART_DELAY:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to {MAX_RESTART_DELAY:g}")
+    return value
 
 
 def main(argv: list[str], prog: str = "python -m scrapy_resilience") -> int:
@@ -59,6 +70,8 @@ def main(argv: list[str], prog: str = "python -m scrapy_resilience") -> int:
     try:
         opts, extra = parser.parse_known_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error or the help
+        if exc.code == USAGE_ERROR and argv[:1] == ["crawl"]:
+            return FAILED_TO_START  # for the supervisor, 2 means "aborted": a usage error is a failed start
         return int(exc.code or 0)
     if opts.subcommand == "crawl":
         return _crawl(opts, extra)
