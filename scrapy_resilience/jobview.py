@@ -1,7 +1,8 @@
 """Read-only views of a job directory, for the inspection command and the supervisor.
 
-Everything here reads through ``CheckpointStore`` and ``EventLog`` and modifies
-nothing, so it is safe to run while a crawl writes the same directory. The
+Everything here reads (through ``CheckpointStore``, ``EventLog`` and the
+journal's segment files) and modifies nothing, so it is safe to run while a
+crawl writes the same directory. The
 views are plain JSON-able dicts: ``--json`` prints them as they are, and
 ``inspect_report`` renders them as tables for people.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,11 @@ def read_events(directory: Path) -> tuple[list[FailureEvent], int]:
 # -- progress, for `list` and for the supervisor's crash-loop detection -------
 
 
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 with ``Z``, as the checkpoint file writes timestamps."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def stats_of(checkpoint: Checkpoint) -> dict[str, Any]:
     stats = checkpoint.data.job_state.get("stats")
     return stats if isinstance(stats, dict) else {}
@@ -64,10 +71,9 @@ def stats_of(checkpoint: Checkpoint) -> dict[str, Any]:
 def progress_of(checkpoint: Checkpoint) -> dict[str, int]:
     """Completed, pending and failed requests, and items scraped, as the checkpoint records them."""
     metadata = checkpoint.metadata
-    pending = checkpoint.data.job_state.get("pending")
     return {
         "completed": metadata.completed_items,
-        "pending": pending if isinstance(pending, int) else max(metadata.total_items - metadata.completed_items, 0),
+        "pending": max(metadata.total_items - metadata.completed_items, 0),
         "failed": metadata.failed_items,
         "items": int(stats_of(checkpoint).get(ITEMS_STAT, 0) or 0),
     }
@@ -137,7 +143,7 @@ def entry_summary(entry: CheckpointEntry) -> dict[str, Any]:
         "close_reason": None,
     }
     if entry.checkpoint is not None:
-        summary["timestamp"] = entry.checkpoint.timestamp.isoformat().replace("+00:00", "Z")
+        summary["timestamp"] = iso_utc(entry.checkpoint.timestamp)
         summary["progress"] = progress_of(entry.checkpoint)
         summary["close_reason"] = entry.checkpoint.data.job_state.get("close_reason")
     return summary
@@ -273,7 +279,7 @@ def group_events(events: Iterable[FailureEvent]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for event in events:
         key = (event.category.value, message_pattern(event.message))
-        stamp = event.timestamp.isoformat().replace("+00:00", "Z")
+        stamp = iso_utc(event.timestamp)
         group = groups.setdefault(key, {
             "category": key[0], "pattern": key[1], "count": 0, "severities": {}, "recovery_actions": {},
             "first": stamp, "last": stamp, "example": event.message,
