@@ -88,12 +88,16 @@ class DomainCooldown:
     def _raise(self, key: str, slot: Slot, state: _SlotState, delay: float, why: str) -> None:
         if delay <= slot.delay:
             return
+        # INFO once per cooldown, DEBUG for each further step: an outage must not flood the log.
+        level = logging.DEBUG
         if not state.cooling:
             state.normal_delay = slot.delay
             state.cooling = True
+            level = logging.INFO
             if self.stats is not None:
                 self.stats.inc_value(stats.COOLDOWN_DOMAINS)
-        logger.info("Cooling down %(slot)s: delay %(delay).2fs (%(why)s)", {"slot": key, "delay": delay, "why": why})
+        details = {"slot": key, "delay": delay, "why": why}
+        logger.log(level, "Cooling down %(slot)s: delay %(delay).2fs (%(why)s)", details)
         slot.delay = delay
 
     def success(self, downloader: Downloader, request: Request) -> None:
