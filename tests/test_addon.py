@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
+from scrapy.utils.misc import load_object
 from scrapy.utils.test import get_crawler
 
 from scrapy_resilience.abort import OutcomeMiddleware
@@ -23,10 +24,17 @@ def _diff(settings: dict) -> dict:
     with_addon = get_crawler(settings_dict={**settings, "ADDONS": ADDON})
     diff = {}
     for name in ("DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS", "DUPEFILTER_CLASS", "ITEM_PIPELINES"):
-        before, after = plain.settings[name], with_addon.settings[name]
+        before, after = _loaded(plain.settings[name]), _loaded(with_addon.settings[name])
         if before != after:
             diff[name] = after
     return diff
+
+
+def _loaded(value):
+    """A component dict keyed by classes, whether the settings named them by class or by import path."""
+    if not hasattr(value, "items"):
+        return value
+    return {load_object(key): order for key, order in value.items()}
 
 
 def test_addon_settings_diff():
@@ -49,8 +57,27 @@ def test_disabled_suite_changes_nothing():
 
 
 def test_retry_switch_keeps_scrapys_retry():
-    """RESILIENCE_RETRY_ENABLED=False keeps Scrapy's RetryMiddleware in place."""
-    assert "DOWNLOADER_MIDDLEWARES" not in _diff({"RESILIENCE_RETRY_ENABLED": False})
+    """RESILIENCE_RETRY_ENABLED=False keeps Scrapy's RetryMiddleware in place and leaves ours out."""
+    middlewares = _diff({"RESILIENCE_RETRY_ENABLED": False})["DOWNLOADER_MIDDLEWARES"]
+    assert ScrapyRetryMiddleware not in middlewares and RetryMiddleware not in middlewares
+
+
+def test_monitor_switch():
+    """RESILIENCE_MONITOR_ENABLED=False leaves the monitor and its outcome middleware out."""
+    diff = _diff({"RESILIENCE_MONITOR_ENABLED": False})
+    assert MonitorExtension not in diff["EXTENSIONS"] and OutcomeMiddleware not in diff["DOWNLOADER_MIDDLEWARES"]
+
+
+def test_checkpoint_components_only_with_a_directory(tmp_path):
+    """With RESILIENCE_CHECKPOINT_DIR the add-on also installs the ledger middlewares and the dupefilter."""
+    from scrapy_resilience.dupefilter import ResilientDupeFilter
+    from scrapy_resilience.frontier import LedgerDownloaderMiddleware, LedgerSpiderMiddleware
+
+    diff = _diff({"RESILIENCE_CHECKPOINT_DIR": str(tmp_path)})
+    assert LedgerDownloaderMiddleware in diff["DOWNLOADER_MIDDLEWARES"]
+    assert LedgerSpiderMiddleware in diff["SPIDER_MIDDLEWARES"]
+    assert load_object(diff["DUPEFILTER_CLASS"]) is ResilientDupeFilter
+    assert "SPIDER_MIDDLEWARES" not in _diff({})
 
 
 def test_bad_setting_stops_scrapy_crawl_with_a_clear_last_line(tmp_path):
@@ -73,3 +100,25 @@ def test_bad_setting_stops_scrapy_crawl_with_a_clear_last_line(tmp_path):
     last = [line for line in result.stderr.splitlines() if line.strip()][-1]
     assert "RESILIENCE_RETRY_MAX_ATTEMPTS" in last and "'0'" in last and "1 to 100" in last
     assert "Crawled" not in result.stderr
+
+
+def test_crawler_process_script_with_the_addon(tmp_path):
+    """A plain CrawlerProcess script with ADDONS runs: enabling the add-on installs no reactor too early."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import scrapy\n"
+        "from scrapy.crawler import CrawlerProcess\n"
+        "class S(scrapy.Spider):\n"
+        "    name = 's'\n"
+        "    start_urls = ['http://127.0.0.1:9/']\n"
+        "    def parse(self, response):\n"
+        "        pass\n"
+        "process = CrawlerProcess(settings={'ADDONS': {'scrapy_resilience.Addon': 500},\n"
+        "                                   'RESILIENCE_RETRY_MAX_ATTEMPTS': 1})\n"
+        "process.crawl(S)\n"
+        "process.start()\n"
+        "print('FINISHED')\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "FINISHED" in result.stdout and "Spider closed (finished)" in result.stderr
