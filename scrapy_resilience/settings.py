@@ -28,8 +28,6 @@ from scrapy_resilience.models import (
     AbortActionType,
 )
 
-POLICY_FIELDS = ("max_attempts", "base_delay", "multiplier", "max_delay", "jitter_factor")
-
 
 @attrs.frozen
 class Spec:
@@ -113,7 +111,9 @@ SPECS: dict[str, Spec] = {
     "RESILIENCE_PERMANENT_PATTERNS": Spec(
         patterns.PERMANENT_PATTERNS, "str_list", "a list of valid regular expressions", _regexes
     ),
-    "RESILIENCE_RETRY_POLICIES": Spec({}, "dict", "a dict of policy name to a dict of " + ", ".join(POLICY_FIELDS)),
+    "RESILIENCE_RETRY_POLICIES": Spec(
+        {}, "dict", "a dict of policy name to a dict of max_attempts, base_delay, multiplier, max_delay, jitter_factor"
+    ),
     # Monitor
     "RESILIENCE_MONITOR_INTERVAL": Spec(5.0, "float", "seconds from 0.1 to 3600", _between(0.1, 3600)),
     "RESILIENCE_MEMORY_MB": Spec(0, "int", "0 (off) or a positive number of MB", _at_least(0)),
@@ -196,46 +196,51 @@ def validate_all(settings: Any) -> None:
         raise ConfigError(name, settings.get(name), "a known RESILIENCE_* setting (see the README)")
 
 
+# A named retry policy's fields (the data model's RetryPolicy names), each
+# validated by the RESILIENCE_RETRY_* setting that gives its default.
+POLICY_SETTINGS = {
+    "max_attempts": "RESILIENCE_RETRY_MAX_ATTEMPTS",
+    "base_delay": "RESILIENCE_RETRY_BASE_DELAY",
+    "multiplier": "RESILIENCE_RETRY_MULTIPLIER",
+    "max_delay": "RESILIENCE_RETRY_MAX_DELAY",
+    "jitter_factor": "RESILIENCE_RETRY_JITTER",
+}
+
+
 def retry_policies(settings: Any) -> dict[str, dict[str, float]]:
     """The named retry policies, each completed with the ``RESILIENCE_RETRY_*`` defaults."""
     name = "RESILIENCE_RETRY_POLICIES"
-    raw = read(settings, name)
-    base = {
-        "max_attempts": read(settings, "RESILIENCE_RETRY_MAX_ATTEMPTS"),
-        "base_delay": read(settings, "RESILIENCE_RETRY_BASE_DELAY"),
-        "multiplier": read(settings, "RESILIENCE_RETRY_MULTIPLIER"),
-        "max_delay": read(settings, "RESILIENCE_RETRY_MAX_DELAY"),
-        "jitter_factor": read(settings, "RESILIENCE_RETRY_JITTER"),
-    }
-    rules: dict[str, tuple[type, Callable[[Any], bool], str]] = {
-        "max_attempts": (int, _between(*MAX_ATTEMPTS_RANGE), "an integer from 1 to 100"),
-        "base_delay": (float, _between(*BASE_DELAY_RANGE), "seconds from 0.1 to 60"),
-        "multiplier": (float, _between(*MULTIPLIER_RANGE), "a number from 1.0 to 10.0"),
-        "max_delay": (float, _between(0.1, 86400), "seconds from 0.1 to 86400"),
-        "jitter_factor": (float, _between(*JITTER_RANGE), "a number from 0.0 to 1.0"),
-    }
+    base = {field: read(settings, setting) for field, setting in POLICY_SETTINGS.items()}
     policies: dict[str, dict[str, float]] = {}
-    for policy_name, fields in raw.items():
+    for policy_name, fields in read(settings, name).items():
         where = f"{name}[{policy_name!r}]"
         if not isinstance(fields, dict):
-            raise ConfigError(where, fields, "a dict of " + ", ".join(POLICY_FIELDS))
+            raise ConfigError(where, fields, "a dict of " + ", ".join(POLICY_SETTINGS))
         policy = dict(base)
         for field, value in fields.items():
-            if field not in rules:
-                raise ConfigError(f"{where}[{field!r}]", value, "one of the fields " + ", ".join(POLICY_FIELDS))
-            kind, check, allowed = rules[field]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}[{field!r}]", value, allowed)
-            if kind is int and not float(value).is_integer():
-                raise ConfigError(f"{where}[{field!r}]", value, allowed)
-            if not check(value):
-                raise ConfigError(f"{where}[{field!r}]", value, allowed)
-            policy[field] = kind(value)
+            if field not in POLICY_SETTINGS:
+                raise ConfigError(f"{where}[{field!r}]", value, "one of the fields " + ", ".join(POLICY_SETTINGS))
+            spec = SPECS[POLICY_SETTINGS[field]]
+            integral = spec.kind == "int"
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (integral and not float(value).is_integer())
+                or not spec.check(value)
+            ):
+                raise ConfigError(f"{where}[{field!r}]", value, spec.allowed)
+            policy[field] = int(value) if integral else float(value)
         policies[str(policy_name)] = policy
     return policies
 
 
-# Typed configuration, one object per component, built once in its __init__.
+# Typed configuration, one object per component, built once in its __init__:
+# each class maps its fields to the settings that fill them.
+
+
+def _fields(settings: Any, names: dict[str, str]) -> dict[str, Any]:
+    validate_all(settings)
+    return {field: read(settings, name) for field, name in names.items()}
 
 
 @attrs.frozen(kw_only=True)
@@ -247,29 +252,24 @@ class RetryConfig:
     max_delay: float
     jitter_factor: float
     retry_after_max: float
-    retry_http_codes: frozenset[int]
-    non_retryable_http_codes: frozenset[int]
-    transient_patterns: tuple[str, ...]
-    permanent_patterns: tuple[str, ...]
+    retry_http_codes: frozenset[int] = attrs.field(converter=frozenset)
+    non_retryable_http_codes: frozenset[int] = attrs.field(converter=frozenset)
+    transient_patterns: tuple[str, ...] = attrs.field(converter=tuple)
+    permanent_patterns: tuple[str, ...] = attrs.field(converter=tuple)
     policies: dict[str, dict[str, float]]
 
     @classmethod
     def from_settings(cls, settings: Any) -> RetryConfig:
-        validate_all(settings)
-        return cls(
-            enabled=read(settings, "RESILIENCE_ENABLED") and read(settings, "RESILIENCE_RETRY_ENABLED"),
-            max_attempts=read(settings, "RESILIENCE_RETRY_MAX_ATTEMPTS"),
-            base_delay=read(settings, "RESILIENCE_RETRY_BASE_DELAY"),
-            multiplier=read(settings, "RESILIENCE_RETRY_MULTIPLIER"),
-            max_delay=read(settings, "RESILIENCE_RETRY_MAX_DELAY"),
-            jitter_factor=read(settings, "RESILIENCE_RETRY_JITTER"),
-            retry_after_max=read(settings, "RESILIENCE_RETRY_AFTER_MAX"),
-            retry_http_codes=frozenset(read(settings, "RESILIENCE_RETRY_HTTP_CODES")),
-            non_retryable_http_codes=frozenset(read(settings, "RESILIENCE_NON_RETRYABLE_HTTP_CODES")),
-            transient_patterns=tuple(read(settings, "RESILIENCE_TRANSIENT_PATTERNS")),
-            permanent_patterns=tuple(read(settings, "RESILIENCE_PERMANENT_PATTERNS")),
-            policies=retry_policies(settings),
-        )
+        values = _fields(settings, {
+            **POLICY_SETTINGS,
+            "retry_after_max": "RESILIENCE_RETRY_AFTER_MAX",
+            "retry_http_codes": "RESILIENCE_RETRY_HTTP_CODES",
+            "non_retryable_http_codes": "RESILIENCE_NON_RETRYABLE_HTTP_CODES",
+            "transient_patterns": "RESILIENCE_TRANSIENT_PATTERNS",
+            "permanent_patterns": "RESILIENCE_PERMANENT_PATTERNS",
+        })
+        enabled = read(settings, "RESILIENCE_ENABLED") and read(settings, "RESILIENCE_RETRY_ENABLED")
+        return cls(enabled=enabled, policies=retry_policies(settings), **values)
 
 
 @attrs.frozen(kw_only=True)
@@ -285,18 +285,17 @@ class CheckpointConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> CheckpointConfig:
-        validate_all(settings)
-        directory = read(settings, "RESILIENCE_CHECKPOINT_DIR")
-        return cls(
-            enabled=read(settings, "RESILIENCE_ENABLED") and directory is not None,
-            directory=directory,
-            interval=read(settings, "RESILIENCE_CHECKPOINT_INTERVAL"),
-            retention=read(settings, "RESILIENCE_CHECKPOINT_RETENTION"),
-            compress=read(settings, "RESILIENCE_CHECKPOINT_COMPRESS"),
-            job_id=read(settings, "RESILIENCE_JOB_ID"),
-            event_retention=read(settings, "RESILIENCE_EVENT_RETENTION"),
-            sessions=read(settings, "RESILIENCE_CHECKPOINT_SESSIONS"),
-        )
+        values = _fields(settings, {
+            "directory": "RESILIENCE_CHECKPOINT_DIR",
+            "interval": "RESILIENCE_CHECKPOINT_INTERVAL",
+            "retention": "RESILIENCE_CHECKPOINT_RETENTION",
+            "compress": "RESILIENCE_CHECKPOINT_COMPRESS",
+            "job_id": "RESILIENCE_JOB_ID",
+            "event_retention": "RESILIENCE_EVENT_RETENTION",
+            "sessions": "RESILIENCE_CHECKPOINT_SESSIONS",
+        })
+        enabled = read(settings, "RESILIENCE_ENABLED") and values["directory"] is not None
+        return cls(enabled=enabled, **values)
 
 
 @attrs.frozen(kw_only=True)
@@ -313,18 +312,18 @@ class MonitorConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> MonitorConfig:
-        validate_all(settings)
-        return cls(
-            enabled=read(settings, "RESILIENCE_ENABLED") and read(settings, "RESILIENCE_MONITOR_ENABLED"),
-            interval=read(settings, "RESILIENCE_MONITOR_INTERVAL"),
-            memory_mb=read(settings, "RESILIENCE_MEMORY_MB"),
-            memory_percent=read(settings, "RESILIENCE_MEMORY_PERCENT"),
-            cpu_percent=read(settings, "RESILIENCE_CPU_PERCENT"),
-            disk_space_mb=read(settings, "RESILIENCE_DISK_SPACE_MB"),
-            network_connections=read(settings, "RESILIENCE_NETWORK_CONNECTIONS"),
-            browser_lifetime=read(settings, "RESILIENCE_BROWSER_LIFETIME"),
-            checkpoint_dir=read(settings, "RESILIENCE_CHECKPOINT_DIR"),
-        )
+        values = _fields(settings, {
+            "interval": "RESILIENCE_MONITOR_INTERVAL",
+            "memory_mb": "RESILIENCE_MEMORY_MB",
+            "memory_percent": "RESILIENCE_MEMORY_PERCENT",
+            "cpu_percent": "RESILIENCE_CPU_PERCENT",
+            "disk_space_mb": "RESILIENCE_DISK_SPACE_MB",
+            "network_connections": "RESILIENCE_NETWORK_CONNECTIONS",
+            "browser_lifetime": "RESILIENCE_BROWSER_LIFETIME",
+            "checkpoint_dir": "RESILIENCE_CHECKPOINT_DIR",
+        })
+        enabled = read(settings, "RESILIENCE_ENABLED") and read(settings, "RESILIENCE_MONITOR_ENABLED")
+        return cls(enabled=enabled, **values)
 
 
 @attrs.frozen(kw_only=True)
@@ -334,18 +333,19 @@ class AbortConfig:
     window_duration: int
     min_operations: int
     consecutive_crashes: int
-    actions: tuple[AbortActionType, ...]
+    actions: tuple[AbortActionType, ...] = attrs.field(
+        converter=lambda names: tuple(AbortActionType(name.lower()) for name in names)
+    )
     notify_url: str | None
 
     @classmethod
     def from_settings(cls, settings: Any) -> AbortConfig:
-        validate_all(settings)
-        return cls(
-            failure_rate=read(settings, "RESILIENCE_ABORT_FAILURE_RATE"),
-            window_size=read(settings, "RESILIENCE_ABORT_WINDOW_SIZE"),
-            window_duration=read(settings, "RESILIENCE_ABORT_WINDOW_DURATION"),
-            min_operations=read(settings, "RESILIENCE_ABORT_MIN_OPERATIONS"),
-            consecutive_crashes=read(settings, "RESILIENCE_ABORT_CONSECUTIVE_CRASHES"),
-            actions=tuple(AbortActionType(a.lower()) for a in read(settings, "RESILIENCE_ABORT_ACTIONS")),
-            notify_url=read(settings, "RESILIENCE_NOTIFY_URL"),
-        )
+        return cls(**_fields(settings, {
+            "failure_rate": "RESILIENCE_ABORT_FAILURE_RATE",
+            "window_size": "RESILIENCE_ABORT_WINDOW_SIZE",
+            "window_duration": "RESILIENCE_ABORT_WINDOW_DURATION",
+            "min_operations": "RESILIENCE_ABORT_MIN_OPERATIONS",
+            "consecutive_crashes": "RESILIENCE_ABORT_CONSECUTIVE_CRASHES",
+            "actions": "RESILIENCE_ABORT_ACTIONS",
+            "notify_url": "RESILIENCE_NOTIFY_URL",
+        }))
