@@ -260,14 +260,17 @@ class RetryConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RetryConfig:
-        values = _fields(settings, {
-            **POLICY_SETTINGS,
-            "retry_after_max": "RESILIENCE_RETRY_AFTER_MAX",
-            "retry_http_codes": "RESILIENCE_RETRY_HTTP_CODES",
-            "non_retryable_http_codes": "RESILIENCE_NON_RETRYABLE_HTTP_CODES",
-            "transient_patterns": "RESILIENCE_TRANSIENT_PATTERNS",
-            "permanent_patterns": "RESILIENCE_PERMANENT_PATTERNS",
-        })
+        values = _fields(
+            settings,
+            {
+                **POLICY_SETTINGS,
+                "retry_after_max": "RESILIENCE_RETRY_AFTER_MAX",
+                "retry_http_codes": "RESILIENCE_RETRY_HTTP_CODES",
+                "non_retryable_http_codes": "RESILIENCE_NON_RETRYABLE_HTTP_CODES",
+                "transient_patterns": "RESILIENCE_TRANSIENT_PATTERNS",
+                "permanent_patterns": "RESILIENCE_PERMANENT_PATTERNS",
+            },
+        )
         enabled = read(settings, "RESILIENCE_ENABLED") and read(settings, "RESILIENCE_RETRY_ENABLED")
         return cls(enabled=enabled, policies=retry_policies(settings), **values)
 
@@ -285,15 +288,18 @@ class CheckpointConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> CheckpointConfig:
-        values = _fields(settings, {
-            "directory": "RESILIENCE_CHECKPOINT_DIR",
-            "interval": "RESILIENCE_CHECKPOINT_INTERVAL",
-            "retention": "RESILIENCE_CHECKPOINT_RETENTION",
-            "compress": "RESILIENCE_CHECKPOINT_COMPRESS",
-            "job_id": "RESILIENCE_JOB_ID",
-            "event_retention": "RESILIENCE_EVENT_RETENTION",
-            "sessions": "RESILIENCE_CHECKPOINT_SESSIONS",
-        })
+        values = _fields(
+            settings,
+            {
+                "directory": "RESILIENCE_CHECKPOINT_DIR",
+                "interval": "RESILIENCE_CHECKPOINT_INTERVAL",
+                "retention": "RESILIENCE_CHECKPOINT_RETENTION",
+                "compress": "RESILIENCE_CHECKPOINT_COMPRESS",
+                "job_id": "RESILIENCE_JOB_ID",
+                "event_retention": "RESILIENCE_EVENT_RETENTION",
+                "sessions": "RESILIENCE_CHECKPOINT_SESSIONS",
+            },
+        )
         enabled = read(settings, "RESILIENCE_ENABLED") and values["directory"] is not None
         return cls(enabled=enabled, **values)
 
@@ -312,16 +318,19 @@ class MonitorConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> MonitorConfig:
-        values = _fields(settings, {
-            "interval": "RESILIENCE_MONITOR_INTERVAL",
-            "memory_mb": "RESILIENCE_MEMORY_MB",
-            "memory_percent": "RESILIENCE_MEMORY_PERCENT",
-            "cpu_percent": "RESILIENCE_CPU_PERCENT",
-            "disk_space_mb": "RESILIENCE_DISK_SPACE_MB",
-            "network_connections": "RESILIENCE_NETWORK_CONNECTIONS",
-            "browser_lifetime": "RESILIENCE_BROWSER_LIFETIME",
-            "checkpoint_dir": "RESILIENCE_CHECKPOINT_DIR",
-        })
+        values = _fields(
+            settings,
+            {
+                "interval": "RESILIENCE_MONITOR_INTERVAL",
+                "memory_mb": "RESILIENCE_MEMORY_MB",
+                "memory_percent": "RESILIENCE_MEMORY_PERCENT",
+                "cpu_percent": "RESILIENCE_CPU_PERCENT",
+                "disk_space_mb": "RESILIENCE_DISK_SPACE_MB",
+                "network_connections": "RESILIENCE_NETWORK_CONNECTIONS",
+                "browser_lifetime": "RESILIENCE_BROWSER_LIFETIME",
+                "checkpoint_dir": "RESILIENCE_CHECKPOINT_DIR",
+            },
+        )
         enabled = read(settings, "RESILIENCE_ENABLED") and read(settings, "RESILIENCE_MONITOR_ENABLED")
         return cls(enabled=enabled, **values)
 
@@ -340,12 +349,17 @@ class AbortConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> AbortConfig:
-        return cls(**_fields(settings, {
-            "failure_rate": "RESILIENCE_ABORT_FAILURE_RATE",
-            "window_size": "RESILIENCE_ABORT_WINDOW_SIZE",
-            "window_duration": "RESILIENCE_ABORT_WINDOW_DURATION",
-            "min_operations": "RESILIENCE_ABORT_MIN_OPERATIONS",
-            "consecutive_crashes": "RESILIENCE_ABORT_CONSECUTIVE_CRASHES",
-            "actions": "RESILIENCE_ABORT_ACTIONS",
-            "notify_url": "RESILIENCE_NOTIFY_URL",
-        }))
+        return cls(
+            **_fields(
+                settings,
+                {
+                    "failure_rate": "RESILIENCE_ABORT_FAILURE_RATE",
+                    "window_size": "RESILIENCE_ABORT_WINDOW_SIZE",
+                    "window_duration": "RESILIENCE_ABORT_WINDOW_DURATION",
+                    "min_operations": "RESILIENCE_ABORT_MIN_OPERATIONS",
+                    "consecutive_crashes": "RESILIENCE_ABORT_CONSECUTIVE_CRASHES",
+                    "actions": "RESILIENCE_ABORT_ACTIONS",
+                    "notify_url": "RESILIENCE_NOTIFY_URL",
+                },
+            )
+        )
