@@ -209,15 +209,17 @@ async def recycle(handler: ScrapyPlaywrightDownloadHandler, crawler: Crawler, dr
         return False
     engine = crawler.engine
     engine.pause()
-    if isinstance(handler, ResilientPlaywrightDownloadHandler):
-        handler.recycling = True
     try:
         deadline = time.monotonic() + drain_timeout
         while _busy(handler, crawler) and time.monotonic() < deadline:
             await asyncio.sleep(_POLL)
         # The new browser's contexts start with the old ones' cookies and storage.
         await _storage_states(handler)
-        browser = handler.browser
+        browser = getattr(handler, "browser", None)
+        if browser is None:
+            return False  # it went away while draining: a crash (counted as such) or the crawl's end
+        if isinstance(handler, ResilientPlaywrightDownloadHandler):
+            handler.recycling = True  # from now on its disconnection is no crash
         await browser.close()
         # scrapy-playwright forgets the browser in an async "disconnected"
         # callback; wait for it, or do it when its restart is turned off.
