@@ -11,6 +11,7 @@ import psutil
 import scrapy
 from scrapy import signals as scrapy_signals
 from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
+from scrapy.exceptions import DontCloseSpider
 from scrapy.settings import Settings
 from scrapy.utils.defer import deferred_f_from_coro_f, deferred_from_coro, maybe_deferred_to_future
 from scrapy.utils.test import get_crawler
@@ -230,3 +231,30 @@ async def test_memory_pressure_recycles_the_browser_before_closing(demo_site):
     # Readings over the limit: at the start (no browser yet: a warning), before and after the recycle.
     assert crawler.stats.get_value(stats.threshold_tripped("RESILIENCE_MEMORY_MB")) == 3
     assert len(skus.skus) < 60
+
+
+@deferred_f_from_coro_f
+async def test_browser_is_recycled_after_its_lifetime(demo_site):
+    """A browser older than RESILIENCE_BROWSER_LIFETIME (60 s, the least) is recycled; the next page gets a new one."""
+    settings = browser_settings(RESILIENCE_BROWSER_LIFETIME=60, RESILIENCE_MONITOR_INTERVAL=1)
+    crawler = get_crawler(BrowserProductsSpider, settings_dict=settings)
+    recycled: list[str] = []
+    deadline = time.monotonic() + 120
+
+    def idle() -> None:
+        # Keep the spider open (bounded) until the browser has aged out, then fetch one more page.
+        if not recycled and time.monotonic() < deadline:
+            raise DontCloseSpider
+        if recycled and crawler.stats.get_value("playwright/browser_count") == 1 and len(recycled) == 1:
+            recycled.append("requested")
+            crawler.engine.crawl(scrapy.Request(f"{demo_site.url}/product/2.html", meta={"playwright": True}))
+            raise DontCloseSpider
+
+    crawler.signals.connect(lambda reason: recycled.append(reason), signal=signals.browser_recycled, weak=False)
+    crawler.signals.connect(idle, signal=scrapy_signals.spider_idle, weak=False)
+    skus = Skus(crawler)
+    await maybe_deferred_to_future(crawler.crawl(base=demo_site.url, count=1))
+    assert recycled == ["lifetime", "requested"]
+    assert crawler.stats.get_value(stats.BROWSER_RECYCLED) == 1
+    assert crawler.stats.get_value("playwright/browser_count") == 2
+    assert sorted(skus.skus) == ["1", "2"]
