@@ -39,7 +39,16 @@ from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 
-from scrapy_resilience.models import AbortAction, AbortActionType, AbortPolicy
+from scrapy_resilience import signals
+from scrapy_resilience.models import (
+    AbortAction,
+    AbortActionType,
+    AbortPolicy,
+    FailureCategory,
+    FailureSeverity,
+    RecoveryAction,
+)
+from scrapy_resilience.recorder import get_recorder
 from scrapy_resilience.settings import AbortConfig
 
 logger = logging.getLogger(__name__)
@@ -178,6 +187,77 @@ async def run_actions(
         else:
             outcomes[name] = "done"
     return outcomes
+
+
+# The category of the CRITICAL event of an abort: a site that stopped
+# answering is outside the crawl; crashes are the browser's; thresholds SYSTEM.
+ABORT_CATEGORIES = {REASON_FAILURE_RATE: FailureCategory.EXTERNAL, REASON_CONSECUTIVE_CRASHES: FailureCategory.BROWSER}
+
+
+class AbortSteps:
+    """What each AbortActionType does for one crawl; ``run`` them in the policy's order."""
+
+    def __init__(
+        self,
+        crawler: Any,
+        notify_url: str | None,
+        checkpoints: Callable[[], Any],
+        stop_readings: Callable[[], None],
+    ) -> None:
+        self.crawler = crawler
+        self.notify_url = notify_url
+        self.checkpoints = checkpoints
+        self.stop_readings = stop_readings
+
+    async def run(
+        self, actions: tuple[AbortAction, ...], reason: str, detail: dict[str, Any], document: dict[str, Any]
+    ) -> dict[str, str]:
+        steps = {
+            AbortActionType.SAVE_STATE: self.save_state,
+            AbortActionType.LOG_EVENT: lambda: self.log_event(reason, detail),
+            AbortActionType.NOTIFY: lambda: self.notify(reason, document),
+            AbortActionType.CLEANUP: self.cleanup,
+            AbortActionType.SHUTDOWN: lambda: self.shutdown(reason),
+        }
+        return await run_actions(actions, steps)
+
+    async def save_state(self) -> None:
+        checkpoints = self.checkpoints()
+        if checkpoints is not None:
+            # Shielded: a checkpoint that outlasts the step's timeout is left to
+            # finish (the next step runs), never cancelled halfway.
+            await asyncio.shield(asyncio.ensure_future(checkpoints.save_checkpoint()))
+
+    async def log_event(self, reason: str, detail: dict[str, Any]) -> None:
+        get_recorder(self.crawler).record(
+            category=ABORT_CATEGORIES.get(reason, FailureCategory.SYSTEM),
+            severity=FailureSeverity.CRITICAL,
+            recovery_action=RecoveryAction.ABORT,
+            source="monitor",
+            message=f"Crawl stopped: {reason}",
+            context=detail,
+        )
+
+    async def notify(self, reason: str, document: dict[str, Any]) -> None:
+        self.crawler.signals.send_catch_log(
+            signals.abort_triggered, reason=reason, document=document, spider=self.crawler.spider
+        )
+        if self.notify_url:
+            status = await post_json(self.notify_url, document)
+            logger.info("Abort notification sent to %s: HTTP %s", self.notify_url, status)
+
+    async def cleanup(self) -> None:
+        # Imported here: playwright is loaded only when a crawl has browsers to close.
+        from scrapy_resilience.playwright_bridge import close_contexts, playwright_handlers
+
+        self.stop_readings()
+        for handler in playwright_handlers(self.crawler):
+            await close_contexts(handler)
+
+    async def shutdown(self, reason: str) -> None:
+        # Shielded like the checkpoint: past the step's timeout the close goes on
+        # in the background (every download is bounded by DOWNLOAD_TIMEOUT).
+        await asyncio.shield(asyncio.ensure_future(self.crawler.engine.close_spider_async(reason=reason)))
 
 
 class RequestAfterAbort(IgnoreRequest):

@@ -16,7 +16,6 @@ is still on its way, so no request is sent after the decision.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -50,10 +49,6 @@ CLOSE_REASONS = {
     "RESILIENCE_CPU_PERCENT": "resilience_cpu_exceeded",
     "RESILIENCE_DISK_SPACE_MB": "resilience_disk_space",
     "RESILIENCE_NETWORK_CONNECTIONS": "resilience_network_connections",
-}
-_CATEGORIES = {
-    abort.REASON_FAILURE_RATE: FailureCategory.EXTERNAL,
-    abort.REASON_CONSECUTIVE_CRASHES: FailureCategory.BROWSER,
 }
 # A browser is "the cause" of memory pressure when its processes (the tree's
 # children) hold more than this share of the tree's memory.
@@ -311,53 +306,9 @@ class MonitorExtension:
         }
 
     async def _run_actions(self, reason: str, detail: dict[str, Any], shuts_down: bool) -> None:
-        document = self.document(reason, detail)
-        steps = {
-            AbortActionType.SAVE_STATE: self._save_state,
-            AbortActionType.LOG_EVENT: lambda: self._log_event(reason, detail),
-            AbortActionType.NOTIFY: lambda: self._notify(reason, document),
-            AbortActionType.CLEANUP: self._cleanup,
-            AbortActionType.SHUTDOWN: lambda: self._shutdown(reason),
-        }
-        outcomes = await abort.run_actions(self.policy.abort_actions, steps)
+        steps = abort.AbortSteps(self.crawler, self.notify_url, self._checkpoints, self._spider_closed)
+        outcomes = await steps.run(self.policy.abort_actions, reason, detail, self.document(reason, detail))
         logger.info("Abort steps: %r", outcomes)
         if not shuts_down:
             # Without SHUTDOWN the policy only reports: the crawl goes on.
             self.crawler.engine.unpause()
-
-    async def _save_state(self) -> None:
-        checkpoints = self._checkpoints()
-        if checkpoints is not None:
-            # Shielded: a checkpoint that outlasts the step's timeout is left to
-            # finish (the next step runs), never cancelled halfway.
-            await asyncio.shield(asyncio.ensure_future(checkpoints.save_checkpoint()))
-
-    async def _log_event(self, reason: str, detail: dict[str, Any]) -> None:
-        get_recorder(self.crawler).record(
-            category=_CATEGORIES.get(reason, FailureCategory.SYSTEM),
-            severity=FailureSeverity.CRITICAL,
-            recovery_action=RecoveryAction.ABORT,
-            source="monitor",
-            message=f"Crawl stopped: {reason}",
-            context=detail,
-        )
-
-    async def _notify(self, reason: str, document: dict[str, Any]) -> None:
-        self.crawler.signals.send_catch_log(
-            signals.abort_triggered, reason=reason, document=document, spider=self.crawler.spider
-        )
-        if self.notify_url:
-            status = await abort.post_json(self.notify_url, document)
-            logger.info("Abort notification sent to %s: HTTP %s", self.notify_url, status)
-
-    async def _cleanup(self) -> None:
-        from scrapy_resilience.playwright_bridge import close_contexts
-
-        self._spider_closed()
-        for handler in self._handlers():
-            await close_contexts(handler)
-
-    async def _shutdown(self, reason: str) -> None:
-        # Shielded like the checkpoint: past the step's timeout the close goes on
-        # in the background (every download is bounded by DOWNLOAD_TIMEOUT).
-        await asyncio.shield(asyncio.ensure_future(self.crawler.engine.close_spider_async(reason=reason)))
