@@ -235,6 +235,7 @@ def test_crashed_runs_abort_the_next_run_before_any_request(scrapy_project_env, 
     assert final["finish_reason"] == "resilience_consecutive_crashes", result.stderr[-2000:]
     assert final[stats.ABORT_REASON] == "resilience_consecutive_crashes"
     assert demo_site.log() == []  # not one request reached the site
+    assert final[stats.ABORT_BLOCKED] >= 1  # the first request was refused at the middleware
 
 
 @pytest.mark.parametrize(
@@ -266,3 +267,24 @@ async def test_threshold_closes_after_a_warning_and_a_checkpoint(demo_site, tmp_
     assert tripped == [setting, setting]
     assert crawler.stats.get_value(stats.CHECKPOINT_COUNT) >= 1
     assert crawler.stats.get_value(stats.failures("system")) >= 2  # the warning and the abort
+
+
+@deferred_f_from_coro_f
+async def test_without_shutdown_the_policy_only_reports(demo_site):
+    """With RESILIENCE_ABORT_ACTIONS lacking shutdown, the abort is logged and notified once and the crawl goes on."""
+    demo_site.reset()
+    demo_site.set_faults(outage={"duration": 600, "mode": "503"})
+    settings = monitor_settings(
+        RESILIENCE_ABORT_FAILURE_RATE=50,
+        RESILIENCE_ABORT_MIN_OPERATIONS=10,
+        RESILIENCE_ABORT_ACTIONS="log_event,notify",
+    )
+    crawler, sent = await crawl(ProductsSpider, settings, base=demo_site.url, count=60)
+    demo_site.reset()
+    monitor = crawler.get_extension(MonitorExtension)
+    assert crawler.stats.get_value("finish_reason") == "finished"
+    assert crawler.stats.get_value(stats.ABORT_REASON) == "resilience_failure_rate"
+    assert len(sent.documents) == 1
+    assert crawler.stats.get_value("retry/max_reached") == 60  # every request was still tried
+    assert crawler.stats.get_value(stats.failures("external")) == 1  # the one CRITICAL event
+    assert monitor.stopped_at is not None
