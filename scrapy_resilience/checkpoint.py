@@ -146,7 +146,8 @@ class CheckpointExtension:
                 result = self._providers[name][1](value)
                 if isinstance(result, Awaitable):
                     await result
-        pending, held = self._split_held(job)
+        pending = self._stream(job)
+        held = [(self._restored(record, changed=True), float(record["n"])) for record in job.held]
         middleware = spider_middleware(self.crawler)
         if middleware is not None:
             middleware.restored = pending
@@ -164,6 +165,8 @@ class CheckpointExtension:
         self.crawler.stats.inc_value(stats.RESUME_COUNT)
         self.crawler.stats.set_value(stats.RESUME_REQUESTS_RESTORED, restored)
         self.crawler.stats.set_value(stats.RESUME_CRASHES, job.crashes)
+        if job.corrupted:
+            self.crawler.stats.set_value(stats.CHECKPOINT_CORRUPTED, job.corrupted)
         logger.info(
             "Resuming job %s from checkpoint %s (%d corrupted ones passed over) and its journal: "
             "%d requests restored (%d in flight when the job died, %d waiting for a retry, %d put back one "
@@ -173,15 +176,7 @@ class CheckpointExtension:
             len(job.suspects), len(job.poison), len(job.replay.seen), self.runs, job.crashes,
         )
 
-    def _split_held(self, job: LoadedJob) -> tuple[Iterator[Request], list[tuple[Request, float]]]:
-        spider = self.crawler.spider
-        held = []
-        for key in [key for key, line in job.replay.pending.items() if line.startswith('{"h"')]:
-            record = json.loads(job.replay.pending.pop(key))
-            held.append((self._restored(record, changed=True), float(record["n"])))
-        return self._stream(job, spider), held
-
-    def _stream(self, job: LoadedJob, spider: Any) -> Iterator[Request]:
+    def _stream(self, job: LoadedJob) -> Iterator[Request]:
         # Lazily, so that a million requests cost neither a long stall nor a second copy in memory.
         pending = job.replay.pending
         while pending:
@@ -256,6 +251,7 @@ class CheckpointExtension:
             await self._save(final=True, reason=reason)
         finally:
             if self.ledger.writer is not None:
+                self.ledger.flush()
                 await in_thread(self.ledger.writer.close)
 
     async def _save(self, *, final: bool, reason: str | None) -> Checkpoint | None:

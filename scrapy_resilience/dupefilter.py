@@ -31,6 +31,7 @@ class ResilientDupeFilter(RFPDupeFilter):
             None, crawler.settings.getbool("DUPEFILTER_DEBUG"), fingerprinter=crawler.request_fingerprinter
         )
         dupefilter.ledger = get_ledger(crawler)
+        dupefilter.ledger.deduplicates = True
         dupefilter.seen = set()
         return dupefilter
 
@@ -38,12 +39,13 @@ class ResilientDupeFilter(RFPDupeFilter):
 
     def request_seen(self, request: Request) -> bool:
         if self.ledger.passes_once(request):
+            self.ledger.admitted(request, None)
             return False
         fp = self.fingerprinter.fingerprint(request)
         if fp in self.seen:
             return True
         self.seen.add(fp)
-        self.ledger.seen(fp)
+        self.ledger.admitted(request, fp)  # journals the request, then its fingerprint
         return False
 
     def restore(self, fingerprints: Iterable[bytes]) -> None:

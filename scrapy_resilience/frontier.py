@@ -30,6 +30,7 @@ from typing import IO, Any
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FeedExporter
+from scrapy.utils.asyncio import sleep
 
 from scrapy_resilience import codec, stats
 from scrapy_resilience import signals as resilience_signals
@@ -45,6 +46,8 @@ START_KEY = "resilience_start"  # meta: a request of the spider's start(), to sk
 # line is unchanged, "changed" when it must be journaled again (crash count)
 _RESTORED_KEY = "_resilience_restored"
 OWN_KEYS = (ID_KEY, CRASHES_KEY, START_KEY, _RESTORED_KEY)
+_FLUSH_LINES = 10_000  # hand the buffer to the writer at this size even between sweeps
+_YIELD_EVERY = 100  # restored requests put back per turn of the event loop
 LEDGER_ORDER = 10  # both middlewares: before every built-in downloader middleware (the first is at 50)
 
 
@@ -96,6 +99,8 @@ class Ledger:
         self._flying: dict[str, Request] = {}
         self._pass_once: set[str] = set()
         self._flush_soon: Any = None
+        self._awaiting: tuple[str, Request] | None = None  # scheduled, waiting for the dupefilter's verdict
+        self.deduplicates = False  # set by ResilientDupeFilter: it calls admitted()
         self.on_done: Callable[[list[str]], None] | None = None
         self.scheduled = 0
         self.completed = 0
@@ -112,12 +117,11 @@ class Ledger:
 
     def flush(self) -> None:
         """Hand the buffered lines to the writer thread (no I/O here)."""
+        self._add_awaiting()
         if self.writer is None or not self._lines:
             return
-        for line in self._lines:
-            self.writer.append(line)
-        self._lines = []
-        self.writer.flush()
+        lines, self._lines = self._lines, []
+        self.writer.write(lines)
 
     def _flush_later(self) -> None:
         # A request entering the downloader may be the one that kills the
@@ -131,9 +135,33 @@ class Ledger:
         self._flush_soon = None
         self.flush()
 
+    def _add(self, key: str, request: Request) -> None:
+        try:
+            line = codec.dumps(request, self.crawler.spider)
+        except UnserializableRequestError as exc:
+            self.unserializable += 1
+            self.crawler.stats.inc_value(stats.CHECKPOINT_UNSERIALIZABLE)
+            logger.error("%s; it is crawled but would be lost in a crash", exc)
+            return
+        # Ids are "<run>.<n>" (or restored ones): plain ASCII, no JSON escaping needed.
+        self._lines.append('{"a":"' + key + '","r":' + line + "}")
+        if request.meta.get(START_KEY):
+            self._lines.append('{"s":"' + self.crawler.request_fingerprinter.fingerprint(request).hex() + '"}')
+        if len(self._lines) >= _FLUSH_LINES:
+            self.flush()
+
+    def _add_awaiting(self) -> None:
+        # The dupefilter did not judge the last scheduled request (a custom
+        # scheduler): journal it anyway, a duplicate line costs less than a loss.
+        if self._awaiting is not None:
+            key, request = self._awaiting
+            self._awaiting = None
+            self._add(key, request)
+
     # -- signals -------------------------------------------------------------
 
     def _scheduled(self, request: Request) -> None:
+        self._add_awaiting()
         meta = request.meta
         key = meta.get(ID_KEY)
         if key is None:
@@ -146,24 +174,29 @@ class Ledger:
         restored = meta.pop(_RESTORED_KEY, False)
         if restored:
             self._pass_once.add(key)  # its fingerprint is already seen: it passes the dupefilter once
-        if restored is not True:  # True: its "a" line is already in the checkpoint, unchanged
-            try:
-                line = codec.dumps(request, self.crawler.spider)
-            except UnserializableRequestError as exc:
-                self.unserializable += 1
-                self.crawler.stats.inc_value(stats.CHECKPOINT_UNSERIALIZABLE)
-                logger.error("%s; it is crawled but would be lost in a crash", exc)
-                return
-            self._lines.append('{"a":' + dumps(key) + ',"r":' + line + "}")
-        if meta.get(START_KEY):
-            fp = self.crawler.request_fingerprinter.fingerprint(request)
-            self.append({"s": fp.hex()})
+        if restored is True:
+            return  # its "a" line is already in the checkpoint, unchanged
+        if request.dont_filter or not self.deduplicates:
+            self._add(key, request)
+        else:
+            # Serialized only once our dupefilter admits it: most links found
+            # in pages are duplicates, and they cost nothing this way.
+            self._awaiting = (key, request)
+
+    def admitted(self, request: Request, fingerprint: bytes | None) -> None:
+        """Our dupefilter let ``request`` through (new ``fingerprint``, or a restored request)."""
+        if self._awaiting is not None and self._awaiting[1] is request:
+            self._add_awaiting()
+        if fingerprint is not None:
+            self._lines.append('{"f":"' + fingerprint.hex() + '"}')
 
     def _dropped(self, request: Request) -> None:
-        key = request.meta.get(ID_KEY)
-        if key is None:
+        if self._awaiting is not None and self._awaiting[1] is request:
+            self._awaiting = None  # never journaled: nothing to undo
             return
-        self.append({"d": key})
+        key = request.meta.get(ID_KEY)
+        if key is not None:
+            self._lines.append('{"d":"' + key + '"}')
 
     def _held(self, request: Request, not_before: float) -> None:
         key = request.meta.get(ID_KEY)
@@ -175,7 +208,7 @@ class Ledger:
         except UnserializableRequestError as exc:
             logger.error("%s; its retry would be lost in a crash", exc)
             return
-        self._lines.append('{"h":' + dumps(key) + ',"r":' + line + ',"n":' + dumps(not_before) + "}")
+        self._lines.append('{"h":"' + key + '","r":' + line + ',"n":' + dumps(not_before) + "}")
 
     def passes_once(self, request: Request) -> bool:
         """True once for a request put back at resume: the dupefilter must not drop it."""
@@ -184,9 +217,6 @@ class Ledger:
             self._pass_once.discard(key)
             return True
         return False
-
-    def seen(self, fingerprint: bytes) -> None:
-        self.append({"f": fingerprint.hex()})
 
     def keep_pending(self, request: Request) -> None:
         """Forget that ``request`` entered the engine: it is not done when it leaves."""
@@ -199,7 +229,7 @@ class Ledger:
         if key is None:  # not from the scheduler (engine.download_async, robots.txt)
             return
         self._flying[key] = request
-        self.append({"x": key})
+        self._lines.append('{"x":"' + key + '"}')
         self._flush_later()
 
     # -- done ------------------------------------------------------------------
@@ -211,7 +241,7 @@ class Ledger:
         fds = flush_feeds(self.crawler)  # their items reach the feed files before "done" does
         for key in done:
             request = self._flying.pop(key)
-            self.append({"d": key})
+            self._lines.append('{"d":"' + key + '"}')
             self.recent_done.append(request.url)
         del self.recent_done[:-20]
         self.completed += len(done)
@@ -272,8 +302,12 @@ class LedgerSpiderMiddleware:
         return cls(crawler)
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        for request in self.restored:
+        for count, request in enumerate(self.restored, 1):
             yield request
+            if count % _YIELD_EVERY == 0:
+                # The engine reads start() without yielding to the event loop while
+                # the downloader is busy: a million restored requests would stall it.
+                await sleep(0)
         self.restored = ()
         fingerprint = self.crawler.request_fingerprinter.fingerprint
         async for item_or_request in start:

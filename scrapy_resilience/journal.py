@@ -64,15 +64,14 @@ def segment_path(directory: Path, number: int) -> Path:
 class JournalWriter:
     """Appends lines to the current segment from one worker thread, in order.
 
-    ``append`` only buffers (reactor thread, no I/O); ``flush`` hands the
-    buffer to the worker; ``rotate`` closes the current segment (fsynced) and
-    opens the next one, returning the sealed segment's number.
+    ``write`` hands lines to the worker (the reactor thread does no I/O);
+    ``rotate`` closes the current segment (fsynced) and opens the next one,
+    returning the sealed segment's number.
     """
 
     def __init__(self, directory: Path, first_segment: int) -> None:
         self.directory = directory
         self.segment = first_segment
-        self._buffer: list[str] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resilience-journal")
         self._file: IO[bytes] | None = None
         self._executor.submit(self._open, first_segment).result()
@@ -82,19 +81,9 @@ class JournalWriter:
         fd = os.open(segment_path(self.directory, number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._file = os.fdopen(fd, "ab", buffering=0)
 
-    def append(self, line: str) -> None:
-        self._buffer.append(line)
-
-    @property
-    def pending_lines(self) -> int:
-        return len(self._buffer)
-
-    def flush(self) -> Future[None]:
-        """Write the buffered lines (in the worker thread); the future fires once written."""
-        if not self._buffer:
-            return self._executor.submit(lambda: None)
-        data = ("\n".join(self._buffer) + "\n").encode()
-        self._buffer = []
+    def write(self, lines: list[str]) -> Future[None]:
+        """Append ``lines`` (in the worker thread); the future fires once written."""
+        data = ("\n".join(lines) + "\n").encode()
         return self._executor.submit(self._write, data)
 
     def _write(self, data: bytes) -> None:
@@ -102,8 +91,7 @@ class JournalWriter:
         self._file.write(data)
 
     def rotate(self) -> Future[int]:
-        """Flush, seal the current segment and start the next; the future gives the sealed number."""
-        self.flush()
+        """Seal the current segment (after what was written) and start the next; the future gives its number."""
         sealed = self.segment
         self.segment += 1
         return self._executor.submit(self._rotate, sealed, self.segment)
@@ -116,8 +104,7 @@ class JournalWriter:
         return sealed
 
     def close(self) -> None:
-        """Write what is buffered, close the file and stop the worker (blocking)."""
-        self.flush()
+        """Close the file once everything submitted is written, and stop the worker (blocking)."""
         self._executor.submit(self._close)
         self._executor.shutdown(wait=True)
 
@@ -127,60 +114,140 @@ class JournalWriter:
             self._file = None
 
 
+class Shards:
+    """A str -> str mapping split into many small dicts.
+
+    The frontier of a big crawl is rebuilt (and compacted) in a worker thread
+    while the crawl runs; one dict of a million entries would resize, and be
+    freed, in single C calls that hold the GIL for a tenth of a second or more,
+    stalling the reactor thread. Small shards keep each such step short.
+    """
+
+    SHARDS = 1024
+
+    def __init__(self) -> None:
+        self._shards: list[dict[str, str]] = [{} for _ in range(self.SHARDS)]
+        self._last = 0  # where popitem looks first
+
+    def _shard(self, key: str) -> dict[str, str]:
+        return self._shards[hash(key) & (self.SHARDS - 1)]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._shard(key)[key] = value
+
+    def __getitem__(self, key: str) -> str:
+        return self._shard(key)[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._shard(key)[key]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._shard(key)
+
+    def __len__(self) -> int:
+        return sum(len(shard) for shard in self._shards)
+
+    def __bool__(self) -> bool:
+        return any(self._shards)
+
+    def pop(self, key: str, *default: str | None) -> str | None:
+        return self._shard(key).pop(key, *default)
+
+    def popitem(self) -> tuple[str, str]:
+        for index in range(self._last, self.SHARDS):
+            if self._shards[index]:
+                self._last = index
+                return self._shards[index].popitem()
+        raise KeyError("popitem(): no pending request left")
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        for shard in self._shards:
+            yield from shard.items()
+
+    def values(self) -> Iterator[str]:
+        for shard in self._shards:
+            yield from shard.values()
+
+    def keys(self) -> Iterator[str]:
+        for shard in self._shards:
+            yield from shard.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return self.keys()
+
+    def clear(self) -> None:
+        for shard in self._shards:
+            shard.clear()  # one small dict at a time: the GIL is released in between
+
+
 @attrs.define
 class Replay:
     """The frontier rebuilt from journal lines, in order."""
 
-    pending: dict[str, str] = attrs.field(factory=dict)  # id -> its latest "a"/"h" line
+    pending: Shards = attrs.field(factory=Shards)  # id -> its latest "a"/"h" line
     in_flight: set[str] = attrs.field(factory=set)  # ids in the downloader when the journal ended
-    seen: set[bytes] = attrs.field(factory=set)
+    seen: set[bytes] = attrs.field(factory=set)  # not kept when replayed with fingerprints=False
     start_seen: set[bytes] = attrs.field(factory=set)
+    fingerprints: bool = True
     runs: int = 0  # "run" lines replayed
     set_aside: int = 0
     torn: int = 0  # lines that did not parse (a torn tail after a kill)
 
     def feed(self, lines: Iterable[bytes]) -> None:
+        # Lines are parsed by position, not with json.loads: every line this
+        # package writes starts with '{"<op>":"<id or hex>"'. A million dicts
+        # would also wake Python's garbage collector, whose full passes over
+        # a big frontier stall the reactor thread (the GIL is shared).
         pending, in_flight = self.pending, self.in_flight
         for raw in lines:
-            try:
-                record = json.loads(raw)
-            except ValueError:
+            if not raw.endswith(b"\n"):
+                # Every line is written with its newline: without one it was torn by a kill.
                 self.torn += raw.strip() != b""
                 continue
-            if "a" in record:
-                key = record["a"]
-                pending[key] = raw.decode().rstrip("\n")
-                in_flight.discard(key)
-            elif "f" in record:
-                self.seen.add(bytes.fromhex(record["f"]))
-            elif "x" in record:
-                in_flight.add(record["x"])
-            elif "d" in record:
-                pending.pop(record["d"], None)
-                in_flight.discard(record["d"])
-            elif "h" in record:
-                key = record["h"]
-                pending[key] = raw.decode().rstrip("\n")
-                in_flight.discard(key)
-            elif "s" in record:
-                self.start_seen.add(bytes.fromhex(record["s"]))
-            elif "p" in record:
-                pending.pop(record["p"], None)
-                in_flight.discard(record["p"])
-                self.set_aside += 1
-            elif "run" in record:
+            op = raw[2:4]
+            if op == b"ru":
                 self.runs += 1
                 # Requests in flight in an earlier run are pending again: a
                 # new run starts with an empty downloader.
                 in_flight.clear()
+                continue
+            end = raw.find(b'"', 6)
+            if end < 0 or raw[:2] != b'{"':
+                self.torn += 1  # not a line of ours: skipped like a torn one
+                continue
+            value = raw[6:end]
+            if op == b'a"' or op == b'h"':
+                key = value.decode()
+                pending[key] = raw[:-1].decode()
+                in_flight.discard(key)
+            elif op == b'f"':
+                if self.fingerprints:
+                    self.seen.add(bytes.fromhex(value.decode()))
+            elif op == b'x"':
+                in_flight.add(value.decode())
+            elif op == b'd"':
+                key = value.decode()
+                pending.pop(key, None)
+                in_flight.discard(key)
+            elif op == b's"':
+                if self.fingerprints:
+                    self.start_seen.add(bytes.fromhex(value.decode()))
+            elif op == b'p"':
+                key = value.decode()
+                pending.pop(key, None)
+                in_flight.discard(key)
+                self.set_aside += 1
 
-    def base_lines(self) -> Iterator[bytes]:
-        """The compacted form: pending requests, those in flight, and every fingerprint."""
+    def frontier_lines(self) -> Iterator[bytes]:
+        """The compacted frontier: pending requests, and the ids in flight."""
         for line in self.pending.values():
             yield line.encode() + b"\n"
         for key in self.in_flight:  # poison detection needs them if the crawl dies later
             yield dumps({"x": key}).encode() + b"\n"
-        for fp in self.seen:
-            yield b'{"f":"' + fp.hex().encode() + b'"}\n'
-        for fp in self.start_seen:
-            yield b'{"s":"' + fp.hex().encode() + b'"}\n'
+
+
+def fingerprint_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The "f" and "s" lines among ``lines``, streamed (compaction keeps every one, no set needed)."""
+    for raw in lines:
+        if raw.startswith((b'{"f":"', b'{"s":"')) and raw.endswith(b"\n"):
+            yield raw

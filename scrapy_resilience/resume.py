@@ -57,6 +57,7 @@ class LoadedJob:
     suspects: list[Suspect] = attrs.field(factory=list)
     poison: list[Suspect] = attrs.field(factory=list)
     changed: set[str] = attrs.field(factory=set)  # pending ids whose record must be journaled again
+    held: list[dict[str, Any]] = attrs.field(factory=list)  # "h" records: retries waiting for their backoff
 
     @property
     def resuming(self) -> bool:
@@ -103,6 +104,9 @@ def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> Lo
                     crashes=crashes, corrupted=corrupted)
     if crashes:
         _judge_suspects(job, poison_limit)
+    # Retries waiting for their backoff go back through the retry middleware, not the scheduler.
+    for key in [key for key, line in replay.pending.items() if line.startswith('{"h"')]:
+        job.held.append(json.loads(replay.pending.pop(key)))
     return job
 
 

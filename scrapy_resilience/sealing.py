@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import psutil
 
 from scrapy_resilience import codec, stats
-from scrapy_resilience.journal import Replay, segment_numbers, segment_path
+from scrapy_resilience.journal import Replay, fingerprint_lines, segment_numbers, segment_path
 from scrapy_resilience.models import (
     Checkpoint,
     CheckpointData,
@@ -106,12 +106,22 @@ class Sealer:
         base_bytes = self.chain["base"].size if "base" in self.chain else 0
         if len(deltas) < COMPACT_AFTER_DELTAS and (delta_bytes < COMPACT_MIN_BYTES or delta_bytes < base_bytes):
             return
-        replay = Replay()
-        for name in sorted(self.chain, key=chain_order):
+        names = sorted(self.chain, key=chain_order)
+        replay = Replay(fingerprints=False)  # fingerprints are streamed over, not collected
+        for name in names:
             with self.store.open_sidecar(self.chain[name]) as handle:
                 replay.feed(handle)
-        self.chain = {"base": self.store.write_sidecar("base", replay.base_lines())}
-        logger.debug("Frontier compacted: %d pending, %d fingerprints", len(replay.pending), len(replay.seen))
+
+        def base() -> Iterator[bytes]:
+            yield from replay.frontier_lines()
+            for name in names:
+                with self.store.open_sidecar(self.chain[name]) as handle:
+                    yield from fingerprint_lines(handle)
+
+        self.chain = {"base": self.store.write_sidecar("base", base())}
+        pending = len(replay.pending)
+        replay.pending.clear()
+        logger.debug("Frontier compacted: %d pending requests", pending)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
