@@ -275,16 +275,21 @@ class OutcomeMiddleware:
 
     def __init__(self, crawler: Any) -> None:
         self.crawler = crawler
+        self._looked_up = False
+        self._found: Any = None
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> OutcomeMiddleware:
         return cls(crawler)
 
     def _monitor(self) -> Any:
-        # Imported here: the monitor imports this module.
-        from scrapy_resilience.monitor import MonitorExtension
+        # Looked up once the engine exists (extensions are built after middlewares).
+        if not self._looked_up:
+            from scrapy_resilience.monitor import MonitorExtension  # the monitor imports this module
 
-        return self.crawler.get_extension(MonitorExtension)
+            self._found = self.crawler.get_extension(MonitorExtension)
+            self._looked_up = True
+        return self._found
 
     def process_request(self, request: Any) -> None:
         monitor = self._monitor()
