@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from typing import Any
@@ -288,3 +289,21 @@ async def test_without_shutdown_the_policy_only_reports(demo_site):
     assert crawler.stats.get_value("retry/max_reached") == 60  # every request was still tried
     assert crawler.stats.get_value(stats.failures("external")) == 1  # the one CRITICAL event
     assert monitor.stopped_at is not None
+
+
+@deferred_f_from_coro_f
+async def test_a_refusing_webhook_does_not_break_the_shutdown(demo_site):
+    """A webhook URL where nothing listens fails the NOTIFY step only; the crawl still closes with its reason."""
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        closed_port = placeholder.getsockname()[1]  # free again once closed: nothing listens there
+    demo_site.reset()
+    demo_site.set_faults(outage={"duration": 600, "mode": "503"})
+    settings = monitor_settings(
+        RESILIENCE_ABORT_FAILURE_RATE=50,
+        RESILIENCE_ABORT_MIN_OPERATIONS=10,
+        RESILIENCE_NOTIFY_URL=f"http://127.0.0.1:{closed_port}/hook",
+    )
+    crawler, sent = await crawl(ProductsSpider, settings, base=demo_site.url, count=60)
+    demo_site.reset()
+    assert crawler.stats.get_value("finish_reason") == "resilience_failure_rate"
+    assert len(sent.documents) == 1
