@@ -203,6 +203,8 @@ class Ledger:
         if key is None:
             return
         self._flying.pop(key, None)
+        if self._awaiting is not None and self._awaiting[0] == key:
+            self._awaiting = None  # held on request_scheduled (IgnoreRequest): the "h" line says it all
         try:
             line = codec.dumps(request, self.crawler.spider)
         except UnserializableRequestError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -119,3 +120,18 @@ def test_spider_state_helpers_round_trip() -> None:
     assert codec.from_json(json.loads(json.dumps(codec.to_json(state)))) == state
     with pytest.raises(TypeError):
         codec.to_json({"lock": object()})
+
+
+def test_encoding_leaves_no_memory_on_the_request() -> None:
+    """Journaling a request does not make it bigger: Scrapy's lazily created containers stay uncreated."""
+    requests = [Request(f"http://127.0.0.1/product/{n}.html") for n in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        texts = [codec.dumps(request, None) for request in requests]
+        del texts
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert retained / len(requests) < 50
+    assert round_trip(requests[0]).to_dict() == requests[0].to_dict()
