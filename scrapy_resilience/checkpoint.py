@@ -77,6 +77,7 @@ class CheckpointExtension:
         self.runs = 1
         self._started = time.monotonic()
         self._errors: list[Any] = []
+        self._closed = False
         if segment_numbers(self.journal_dir) or self.sealer.store.next_sequence > 1:
             # A killed run may have torn the last line of a JSON lines feed;
             # the resumed run appends to it, so cut the torn piece first.
@@ -108,7 +109,7 @@ class CheckpointExtension:
 
     async def save_checkpoint(self) -> Checkpoint | None:
         """Write a checkpoint now (the monitor's SAVE_STATE); None if the spider is not running."""
-        if self.job is None:
+        if self.job is None or self._closed:
             return None
         return await self._save(final=False, reason=None)
 
@@ -242,6 +243,7 @@ class CheckpointExtension:
         )
 
     async def _spider_closed(self, spider: Any, reason: str) -> None:
+        self._closed = True  # after the final checkpoint, the journal is closed
         for loop in self._loops:
             if loop.running:
                 loop.stop()

@@ -99,7 +99,8 @@ class Ledger:
         self._flying: dict[str, Request] = {}
         self._pass_once: set[str] = set()
         self._flush_soon: Any = None
-        self._awaiting: tuple[str, Request] | None = None  # scheduled, waiting for the dupefilter's verdict
+        # Scheduled, waiting for the dupefilter's verdict: (id, request, whether the id was journaled before).
+        self._awaiting: tuple[str, Request, bool] | None = None
         self.deduplicates = False  # set by ResilientDupeFilter: it calls admitted()
         self.on_done: Callable[[list[str]], None] | None = None
         self.scheduled = 0
@@ -154,7 +155,7 @@ class Ledger:
         # The dupefilter did not judge the last scheduled request (a custom
         # scheduler): journal it anyway, a duplicate line costs less than a loss.
         if self._awaiting is not None:
-            key, request = self._awaiting
+            key, request, _ = self._awaiting
             self._awaiting = None
             self._add(key, request)
 
@@ -164,7 +165,8 @@ class Ledger:
         self._add_awaiting()
         meta = request.meta
         key = meta.get(ID_KEY)
-        if key is None:
+        known = key is not None
+        if not known:
             key = meta[ID_KEY] = f"{self.run}.{next(self._ids)}"
         else:
             # A redirect or retry of a request in the engine: the new request
@@ -181,7 +183,7 @@ class Ledger:
         else:
             # Serialized only once our dupefilter admits it: most links found
             # in pages are duplicates, and they cost nothing this way.
-            self._awaiting = (key, request)
+            self._awaiting = (key, request, known)
 
     def admitted(self, request: Request, fingerprint: bytes | None) -> None:
         """Our dupefilter let ``request`` through (new ``fingerprint``, or a restored request)."""
@@ -192,8 +194,11 @@ class Ledger:
 
     def _dropped(self, request: Request) -> None:
         if self._awaiting is not None and self._awaiting[1] is request:
-            self._awaiting = None  # never journaled: nothing to undo
-            return
+            _, _, known = self._awaiting
+            self._awaiting = None
+            if not known:
+                return  # a new request never journaled: nothing to undo
+            # A redirect to a page seen already: the request it continues is finished.
         key = request.meta.get(ID_KEY)
         if key is not None:
             self._lines.append('{"d":"' + key + '"}')

@@ -171,8 +171,8 @@ def snapshot_stats(collector: Any) -> dict[str, float]:
 def restore_stats(collector: Any, saved: Mapping[str, float]) -> None:
     """Add an earlier run's counters to this run's (maxima keep the larger value)."""
     for key, value in saved.items():
-        if key in _NOT_COUNTERS or not isinstance(value, (int, float)):
-            continue
+        if key in _NOT_COUNTERS or key.endswith("_per_minute") or not isinstance(value, (int, float)):
+            continue  # rates (LogStats) are per run
         if key.rsplit("/", 1)[-1].endswith("max"):
             collector.max_value(key, value)
         else:
