@@ -34,7 +34,6 @@ from typing import Any, cast
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet import reactor
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
@@ -156,6 +155,10 @@ async def post_json(url: str, document: Mapping[str, Any]) -> int:
     The caller bounds it with the NOTIFY timeout, whose cancellation aborts the
     connection, so a receiver that never answers cannot hold the shutdown.
     """
+    # Imported here, as Scrapy does: the add-on imports this module before
+    # Scrapy installs the asyncio reactor, and a module-level import would install another.
+    from twisted.internet import reactor
+
     body = json.dumps(document, sort_keys=True, default=str).encode()
     agent = Agent(reactor, connectTimeout=ACTION_TIMEOUTS[AbortActionType.NOTIFY])
     headers = Headers({b"Content-Type": [b"application/json"], b"User-Agent": [b"scrapy-resilience"]})
