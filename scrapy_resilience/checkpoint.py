@@ -49,6 +49,7 @@ from scrapy_resilience.settings import AbortConfig, CheckpointConfig
 
 logger = logging.getLogger(__name__)
 
+PROBE_PATIENCE = 10.0  # seconds an idle spider waits for a suspect that never reached the engine
 SWEEP_INTERVAL = 0.2  # seconds between "done" sweeps: the most a killed crawl redoes beyond what was in flight
 
 
@@ -72,6 +73,7 @@ class CheckpointExtension:
         self._loops: list[Any] = []
         self._probes: list[Suspect] = []
         self._probing: str | None = None
+        self._probe_started = 0.0
         self.job: LoadedJob | None = None
         self.crashes = 0  # consecutive runs of this job that died, known at spider_opened
         self.runs = 1
@@ -218,18 +220,29 @@ class CheckpointExtension:
     def _probe_next(self) -> None:
         if self._probing is None and self._probes:
             suspect = self._probes.pop(0)
-            self._probing = suspect.key
+            self._probing, self._probe_started = suspect.key, time.monotonic()
             self.crawler.engine.crawl(self._restored(suspect.record, changed=True))
 
     def _probe_done(self, keys: list[str]) -> None:
+        # Called by the ledger after it journaled ``keys`` as done (or dropped,
+        # or held): the next suspect starts only once this one is settled.
         if self._probing in keys:
             self._probing = None
             self._probe_next()
 
     def _spider_idle(self) -> None:
-        if self._probing is not None or self._probes:
-            self._probing = None  # left the engine without being swept yet: go on
+        if self._probing is None and not self._probes:
+            return
+        # The suspect being probed may have left the engine since the last
+        # sweep: journal it as done now (the sweep then starts the next one).
+        self.ledger.sweep()
+        idle_for = time.monotonic() - self._probe_started
+        if self._probing is not None and not self.ledger.is_flying(self._probing) and idle_for > PROBE_PATIENCE:
+            # Idle, and the suspect never got into the engine: something ignored
+            # it on the way (a middleware); do not keep the spider open for it.
+            self._probing = None
             self._probe_next()
+        if self._probing is not None or self._probes:
             raise DontCloseSpider
 
     # -- checkpoints -------------------------------------------------------------------

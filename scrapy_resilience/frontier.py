@@ -202,6 +202,8 @@ class Ledger:
         key = request.meta.get(ID_KEY)
         if key is not None:
             self._lines.append('{"d":"' + key + '"}')
+            if self.on_done is not None:
+                self.on_done([key])
 
     def _held(self, request: Request, not_before: float) -> None:
         key = request.meta.get(ID_KEY)
@@ -216,6 +218,8 @@ class Ledger:
             logger.error("%s; its retry would be lost in a crash", exc)
             return
         self._lines.append('{"h":"' + key + '","r":' + line + ',"n":' + dumps(not_before) + "}")
+        if self.on_done is not None:
+            self.on_done([key])  # out of the engine until its backoff ends
 
     def passes_once(self, request: Request) -> bool:
         """True once for a request put back at resume: the dupefilter must not drop it."""
@@ -260,6 +264,10 @@ class Ledger:
     @property
     def flying(self) -> int:
         return len(self._flying)
+
+    def is_flying(self, key: str) -> bool:
+        """Whether request ``key`` is inside the engine (entered the downloader, not done yet)."""
+        return key in self._flying
 
 
 _ledgers: weakref.WeakKeyDictionary[Crawler, Ledger] = weakref.WeakKeyDictionary()
