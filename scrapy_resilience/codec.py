@@ -133,18 +133,39 @@ def from_json(data: Any) -> Any:
 _LAZY_SLOTS = ("_headers", "_cookies", "_flags", "_cb_kwargs", "_meta")
 
 
-def _to_dict(request: Request, spider: Spider | None) -> dict[str, Any]:
-    """``Request.to_dict``, without leaving behind the empty containers it creates.
+def _method_name(spider: Spider | None, function: Any) -> str | None:
+    """The name of ``function`` if it is a method of ``spider`` found under its own name, else None."""
+    name = getattr(function, "__name__", None)
+    if spider is None or name is None or getattr(function, "__self__", None) is not spider:
+        return None
+    return name if getattr(type(spider), name, None) is getattr(function, "__func__", None) else None
 
-    ``to_dict`` reads ``headers``, ``cookies``, ``flags``, ``cb_kwargs`` and
-    ``meta``, which Scrapy creates lazily: empty objects, about 400 bytes, on
-    every pending request the frontier journals. Those still empty afterwards are
-    put back to "not created" (the codec's only access to private slots).
+
+def _to_dict(request: Request, spider: Spider | None) -> dict[str, Any]:
+    """``Request.to_dict(spider=spider)``, cheaper, and leaving nothing behind on the request.
+
+    Two costs of ``to_dict`` matter for a journal that stores every request:
+
+    - it finds a callback's name with ``inspect.getmembers(spider)``, which
+      reads every attribute of the spider (properties included) per request;
+      a spider's own method is named here directly, and the request's public
+      ``callback``/``errback`` are set to that name for the call only;
+    - it reads ``headers``, ``cookies``, ``flags``, ``cb_kwargs`` and ``meta``,
+      which Scrapy 2.19 creates lazily: empty objects, about 400 bytes, on
+      every pending request. Those still empty afterwards are put back to "not
+      created" (the codec's only access to private slots).
     """
     unset = [name for name in _LAZY_SLOTS if getattr(request, name, True) is None]
+    callback, errback = request.callback, request.errback
+    names = [_method_name(spider, f) if callable(f) else None for f in (callback, errback)]
     try:
+        if names[0] is not None:
+            request.callback = names[0]
+        if names[1] is not None:
+            request.errback = names[1]
         return request.to_dict(spider=spider)
     finally:
+        request.callback, request.errback = callback, errback
         for name in unset:
             if not getattr(request, name):
                 setattr(request, name, None)

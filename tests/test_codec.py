@@ -54,6 +54,20 @@ def test_full_request_round_trips() -> None:
     assert restored.meta["tags"] == ("a", "b") and restored.meta["raw"] == b"\x01"
 
 
+class ChildSpider(ShopSpider):
+    name = "child"
+
+
+def test_callbacks_are_named_like_scrapy_names_them() -> None:
+    """Inherited callbacks get the names Request.to_dict gives them, and the request keeps its callables."""
+    spider = ChildSpider()
+    request = Request("http://127.0.0.1/", callback=spider.parse_item, errback=spider.on_error)
+    text = codec.dumps(request, spider)
+    assert json.loads(text)["callback"] == "parse_item" and json.loads(text)["errback"] == "on_error"
+    assert request.callback == spider.parse_item and request.errback == spider.on_error
+    assert codec.loads(text, spider).to_dict(spider=spider) == request.to_dict(spider=spider)
+
+
 def test_request_subclass_round_trips() -> None:
     """A FormRequest comes back as a FormRequest with its body."""
     request = FormRequest("http://127.0.0.1/login", formdata={"user": "u"})
