@@ -41,7 +41,7 @@ from twisted.internet.threads import deferToThread
 from scrapy_resilience import codec, stats
 from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience.frontier import _RESTORED_KEY, get_ledger, spider_middleware
-from scrapy_resilience.journal import JournalWriter, segment_numbers
+from scrapy_resilience.journal import JOURNAL_DIR, JournalWriter, segment_numbers
 from scrapy_resilience.models import Checkpoint, FailureCategory, FailureSeverity, RecoveryAction
 from scrapy_resilience.resume import DEFAULT_POISON_CRASHES, LoadedJob, Suspect, load_job
 from scrapy_resilience.sealing import Sealer, repair_feeds, restore_stats, snapshot_stats
@@ -64,7 +64,7 @@ class CheckpointExtension:
         self.poison_limit = abort.consecutive_crashes or DEFAULT_POISON_CRASHES
         self.crawler = crawler
         self.directory = Path(self.config.directory or "")
-        self.journal_dir = self.directory / "journal"
+        self.journal_dir = self.directory / JOURNAL_DIR
         self.ledger = get_ledger(crawler)
         self.sealer = Sealer(self.directory, job_id=self.config.job_id or crawler.spidercls.name,
                              retention=self.config.retention, compress=self.config.compress)

@@ -36,10 +36,11 @@ from typing import IO, Any
 
 import attrs
 
-from scrapy_resilience.store import FILE_MODE, ensure_private_dir
+from scrapy_resilience.fileio import FILE_MODE, ensure_private_dir
 
 logger = logging.getLogger(__name__)
 
+JOURNAL_DIR = "journal"  # the journal's folder in the job directory
 _SEGMENT_RE = re.compile(r"segment-(\d{8})\.jsonl")
 
 
@@ -59,6 +60,16 @@ def segment_numbers(directory: Path) -> list[int]:
 
 def segment_path(directory: Path, number: int) -> Path:
     return directory / f"segment-{number:08d}.jsonl"
+
+
+def count_done(directory: Path, *, after: int) -> int:
+    """The "done" lines of the segments numbered above ``after`` (blocking, read-only)."""
+    done = 0
+    for number in segment_numbers(directory):
+        if number > after:
+            with segment_path(directory, number).open("rb") as segment:
+                done += sum(1 for line in segment if line.startswith(b'{"d":'))
+    return done
 
 
 class JournalWriter:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from scrapy_resilience.frontier import CRASHES_KEY
-from scrapy_resilience.journal import Replay, segment_numbers, segment_path
+from scrapy_resilience.journal import JOURNAL_DIR, Replay, count_done, segment_numbers, segment_path
 from scrapy_resilience.models import Checkpoint
 from scrapy_resilience.store import CheckpointStore, SidecarRef
 
@@ -27,7 +27,10 @@ logger = logging.getLogger(__name__)
 
 # Consecutive deaths with a request in flight that make it a poison request,
 # when RESILIENCE_ABORT_CONSECUTIVE_CRASHES is 0 (off): the supervisor's
-# crash-loop default, so a poison request is set aside before a loop is declared.
+# crash-loop default. The request is set aside when the run after its Nth
+# death starts; a supervisor that saw no progress in those N runs has declared
+# a crash loop by then (the poison page stopped the whole crawl), otherwise the
+# crawl goes on without it.
 DEFAULT_POISON_CRASHES = 3
 
 
@@ -66,6 +69,18 @@ class LoadedJob:
     @property
     def job_state(self) -> dict[str, Any]:
         return dict(self.checkpoint.data.job_state) if self.checkpoint is not None else {}
+
+
+def requests_done(directory: Path) -> int:
+    """Requests done in the job so far: the newest valid checkpoint's count plus the journal after it.
+
+    Blocking and read-only (the supervisor's measure of progress between runs,
+    including a run killed before its first checkpoint).
+    """
+    loaded = CheckpointStore(directory, job_id="").load_latest()
+    state = loaded.checkpoint.data.job_state if loaded is not None else {}
+    upto = int(state.get("journal_upto", 0))
+    return int(state.get("requests_done", 0)) + count_done(Path(directory) / JOURNAL_DIR, after=upto)
 
 
 def _lines(handle: Any) -> Iterator[bytes]:

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import psutil
 
 from scrapy_resilience import codec, stats
-from scrapy_resilience.journal import Replay, fingerprint_lines, segment_numbers, segment_path
+from scrapy_resilience.journal import JOURNAL_DIR, Replay, fingerprint_lines, segment_numbers, segment_path
 from scrapy_resilience.models import (
     Checkpoint,
     CheckpointData,
@@ -56,7 +56,7 @@ class Sealer:
 
     def __init__(self, directory: Path, *, job_id: str, retention: int, compress: bool) -> None:
         self.store = CheckpointStore(directory, job_id=job_id, retention=retention, compress=compress)
-        self.journal_dir = directory / "journal"
+        self.journal_dir = directory / JOURNAL_DIR
         self.chain: dict[str, SidecarRef] = {}
         self._unsealed_from = 1  # journal segments from this number on are not in any checkpoint
 

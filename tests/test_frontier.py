@@ -16,7 +16,15 @@ from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
 from scrapy_resilience.frontier import flush_feeds, in_progress
-from scrapy_resilience.journal import JournalWriter, Replay, dumps, fingerprint_lines, segment_numbers, segment_path
+from scrapy_resilience.journal import (
+    JournalWriter,
+    Replay,
+    count_done,
+    dumps,
+    fingerprint_lines,
+    segment_numbers,
+    segment_path,
+)
 
 # One operation of the frontier on request "k": scheduled, in the downloader, held, done.
 ops = st.lists(st.tuples(st.sampled_from("axhd"), st.integers(0, 5)), max_size=40)
@@ -92,6 +100,7 @@ def test_journal_writer_appends_in_order_and_rotates(tmp_path: Path) -> None:
     assert segment_path(tmp_path / "journal", 7).read_text().splitlines() == ['{"a":"1"}', '{"d":"1"}']
     assert segment_path(tmp_path / "journal", 8).read_text() == '{"f":"00"}\n'
     assert stat.S_IMODE(segment_path(tmp_path / "journal", 7).stat().st_mode) == 0o600
+    assert count_done(tmp_path / "journal", after=0) == 1 and count_done(tmp_path / "journal", after=7) == 0
 
 
 class ProbeSpider(Spider):
