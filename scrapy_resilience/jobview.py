@@ -1,7 +1,7 @@
 """Read-only views of a job directory, for the inspection command and the supervisor.
 
-Everything here reads (through ``CheckpointStore``, ``EventLog`` and the
-journal's segment files) and modifies nothing, so it is safe to run while a
+Everything here reads (through ``CheckpointStore``, ``EventLog`` and
+``resume.requests_done``) and modifies nothing, so it is safe to run while a
 crawl writes the same directory. The
 views are plain JSON-able dicts: ``--json`` prints them as they are, and
 ``inspect_report`` renders them as tables for people.
@@ -19,7 +19,6 @@ from typing import Any
 import attrs
 
 from scrapy_resilience.eventlog import EVENTS_FILE, EventLog
-from scrapy_resilience.journal import segment_numbers, segment_path
 from scrapy_resilience.models import Checkpoint, CheckpointStatus, FailureEvent, RecoveryAction
 from scrapy_resilience.serialization import checkpoint_to_document, event_to_line
 from scrapy_resilience.store import CheckpointEntry, CheckpointStore
@@ -27,7 +26,6 @@ from scrapy_resilience.store import CheckpointEntry, CheckpointStore
 # The job id only matters for writing; reading lists whatever the directory holds.
 READER_JOB_ID = "inspect"
 ITEMS_STAT = "item_scraped_count"
-JOURNAL_DIR = "journal"  # DIR/journal: the checkpoint extension's frontier journal
 
 
 class JobDirError(Exception):
@@ -81,7 +79,12 @@ def progress_of(checkpoint: Checkpoint) -> dict[str, int]:
 
 @attrs.frozen
 class JobSnapshot:
-    """What the supervisor compares between runs: the newest checkpoint, and the work done so far."""
+    """What the supervisor compares between runs: the newest checkpoint, and the work done so far.
+
+    Requests done are the checkpoint's count plus the requests the journal
+    marked done after it (``resume.requests_done``), so a run killed before
+    its first checkpoint still shows its work.
+    """
 
     sequence: int = 0
     close_reason: str | None = None
@@ -93,38 +96,21 @@ class JobSnapshot:
 
 
 def read_snapshot(directory: Path, *, job_id: str | None = None) -> JobSnapshot:
+    # Imported here: the ledger's modules load Scrapy's engine machinery, which
+    # the inspection subcommands do not need.
+    from scrapy_resilience.resume import requests_done
+
     loaded = CheckpointStore(directory, job_id=job_id or READER_JOB_ID).load_latest()
+    done = requests_done(directory)
     if loaded is None:
-        return JobSnapshot(done=(_journal_done(directory, after=0), 0))
+        return JobSnapshot(done=(done, 0))
     checkpoint = loaded.checkpoint
-    job_state = checkpoint.data.job_state
-    progress = progress_of(checkpoint)
-    reason = job_state.get("close_reason")
-    upto = job_state.get("journal_upto", 0)
+    reason = checkpoint.data.job_state.get("close_reason")
     return JobSnapshot(
         sequence=checkpoint.sequence_number,
         close_reason=reason if isinstance(reason, str) else None,
-        done=(progress["completed"] + _journal_done(directory, after=upto if isinstance(upto, int) else 0),
-              progress["items"]),
-    )  # fmt: skip
-
-
-def _journal_done(directory: Path, *, after: int) -> int:
-    """Requests journaled as done after checkpoint segment ``after``: work a killed run did since its checkpoint.
-
-    Temporary: counts the journal's ``{"d": id}`` records itself until the
-    checkpoint component exposes this count (requested in coord/requests.md).
-    """
-    journal = directory / JOURNAL_DIR
-    done = 0
-    for number in segment_numbers(journal):
-        if number <= after:
-            continue
-        with segment_path(journal, number).open("rb") as segment:
-            for line in segment:
-                if line.startswith(b'{"d":'):
-                    done += 1
-    return done
+        done=(done, progress_of(checkpoint)["items"]),
+    )
 
 
 # -- checkpoints --------------------------------------------------------------
