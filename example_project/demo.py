@@ -1,15 +1,17 @@
 """The demonstration behind `make demo`: one misbehaving site, two crawls, one report.
 
 It starts the demo site, schedules an outage and a rate limit on it, and runs
-the example project's `catalogue` spider twice through the same trouble:
+the example project's `catalogue` spider twice through the same trouble,
+SIGKILLing each crawl once midway:
 
-1. with scrapy-resilience (the project as shipped, checkpoints on), and
-2. with plain Scrapy (add-on off, so Scrapy's own RetryMiddleware).
+1. with scrapy-resilience (the project as shipped, checkpoints on), under the
+   supervisor `scrapy resilience crawl`, which resumes it from its checkpoint;
+2. with plain Scrapy (add-on off, so Scrapy's own RetryMiddleware) and a
+   JOBDIR, run again by hand after the kill.
 
 Progress is printed while each crawl runs, as the site sees it; the report at
 the end compares pages expected and obtained, retries, time spent waiting and
-checkpoints written. Each scenario is one function, so further ones (the
-supervisor resuming a SIGKILLed crawl, say) slot in next to them.
+checkpoints written and crashes survived.
 
     python example_project/demo.py [--products 300] [--outage 8] [--keep DIR]
 """
@@ -19,16 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
+import psutil
 from demosite_client import DemoSite
 
 PROJECT = Path(__file__).resolve().parent
@@ -79,10 +82,15 @@ def run_crawl(
     settings: dict[str, Any],
     trouble: Trouble,
     command: tuple[str, ...] = ("crawl", "catalogue"),
-    on_progress: Callable[[subprocess.Popen[str], list[dict[str, Any]]], None] | None = None,
+    killer: Killer | None = None,
+    rerun_after_kill: bool = False,
     timeout: float = 600,
 ) -> CrawlResult:
-    """Run one crawl of the example project against the site, showing progress; collect its figures."""
+    """Run one crawl of the example project against the site, showing progress; collect its figures.
+
+    With a ``killer`` the crawl is SIGKILLed once midway; ``rerun_after_kill``
+    then starts the same command again, as a user without a supervisor would.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     feed, stats_file = workdir / "items.jsonl", workdir / "stats.json"
     settings = {"FEEDS": {str(feed): {"format": "jsonlines"}}, "STATS_DUMP_FILE": str(stats_file), **settings}
@@ -93,16 +101,21 @@ def run_crawl(
     trouble.apply(site)
     expected = site.info()["live"]
     started = time.monotonic()
+    entries: list[dict[str, Any]] = []
     with (workdir / "crawl.log").open("w") as log:
         child = subprocess.Popen(argv, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        entries: list[dict[str, Any]] = []
-        while child.poll() is None:
+        while child.poll() is None or (rerun_after_kill and killer and killer.killed and not killer.rerun):
+            if child.poll() is not None:
+                assert killer is not None
+                print(f"  {label}: running the same command again, as a user would", flush=True)
+                killer.rerun = True
+                child = subprocess.Popen(argv, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
             if time.monotonic() - started > timeout:
                 child.kill()
             entries += site.log(since=len(entries))
             show_progress(label, time.monotonic() - started, entries, expected)
-            if on_progress:
-                on_progress(child, entries)
+            if killer:
+                killer(label, child, entries, expected)
             time.sleep(0.5)  # a display refresh, not a wait for an event
         entries += site.log(since=len(entries))
     elapsed = time.monotonic() - started
@@ -122,6 +135,7 @@ def run_crawl(
         stats=stats,
         statuses=Counter(entry["status"] for entry in entries),
         checkpoints=int(stats.get("resilience/checkpoint/count", 0)) if checkpoint_dir else 0,
+        crashes_survived=int(bool(killer and killer.killed)) if child.returncode == 0 else 0,
     )
 
 
@@ -130,7 +144,7 @@ def show_progress(
 ) -> None:
     """One line, rewritten in place on a terminal: what the site has served so far."""
     statuses = Counter(entry["status"] for entry in entries)
-    products = len({e["path"] for e in entries if e["status"] == 200 and e["path"].startswith("/product/")})
+    products = served_products(entries)
     line = (
         f"  {label:<24} {elapsed:6.1f}s  products {products:>5}/{expected:<5}  "
         f"503 {statuses[503]:>4}  429 {statuses[429]:>4}  404 {statuses[404]:>4}"
@@ -141,8 +155,40 @@ def show_progress(
         print(line, flush=True)
 
 
-def scenario_outage_and_rate_limit(site: DemoSite, workdir: Path, trouble: Trouble) -> list[CrawlResult]:
-    """The same crawl through the same outage and rate limit, with the add-on and without it."""
+@attrs.define
+class Killer:
+    """SIGKILLs the crawl once, when the site has served ``fraction`` of the products: a machine lost midway."""
+
+    fraction: float = 0.12  # early enough that plain Scrapy, which gives up in the outage, is still running
+    supervised: bool = False  # the crawl is the supervisor's child, not the process we started
+    killed: bool = False
+    rerun: bool = False
+
+    def __call__(
+        self, label: str, child: subprocess.Popen[str], entries: list[dict[str, Any]], expected: int
+    ) -> None:
+        if self.killed or served_products(entries) < self.fraction * expected:
+            return
+        try:
+            target = psutil.Process(child.pid).children()[0] if self.supervised else psutil.Process(child.pid)
+        except (IndexError, psutil.NoSuchProcess):
+            return  # between two runs of the supervisor: try again at the next look
+        target.send_signal(signal.SIGKILL)
+        self.killed = True
+        print(f"  {label}: SIGKILL sent to the crawl (pid {target.pid})", flush=True)
+
+
+def served_products(entries: list[dict[str, Any]]) -> int:
+    return len({e["path"] for e in entries if e["status"] == 200 and e["path"].startswith("/product/")})
+
+
+def scenario_outage_rate_limit_and_kill(site: DemoSite, workdir: Path, trouble: Trouble) -> list[CrawlResult]:
+    """The same crawl through the same outage, rate limit and SIGKILL, with the add-on and without it.
+
+    With the add-on the crawl runs under ``scrapy resilience crawl``, which
+    restarts it from its checkpoint; plain Scrapy keeps its queue in a JOBDIR
+    and is started again by hand, which is all it offers.
+    """
     resilient = run_crawl(
         "with scrapy-resilience",
         site,
@@ -152,8 +198,18 @@ def scenario_outage_and_rate_limit(site: DemoSite, workdir: Path, trouble: Troub
             "RESILIENCE_CHECKPOINT_INTERVAL": 2,
         },
         trouble,
+        command=("resilience", "crawl", "catalogue"),
+        killer=Killer(supervised=True),
     )
-    plain = run_crawl("plain Scrapy", site, workdir / "plain", {"ADDONS": {}}, trouble)
+    plain = run_crawl(
+        "plain Scrapy (JOBDIR)",
+        site,
+        workdir / "plain",
+        {"ADDONS": {}, "JOBDIR": str(workdir / "plain" / "jobdir")},
+        trouble,
+        killer=Killer(),
+        rerun_after_kill=True,
+    )
     return [resilient, plain]
 
 
@@ -174,7 +230,8 @@ def report(results: list[CrawlResult], trouble: Trouble) -> str:
     width = max(len(r.label) for r in results) + 2
     lines = [
         f"The site had a {trouble.outage:g}s outage (503) {trouble.outage_at:g}s into each crawl and allowed "
-        f"{trouble.rate_per_second} requests/s per host (429, Retry-After {trouble.retry_after}s).",
+        f"{trouble.rate_per_second} requests/s per host (429, Retry-After {trouble.retry_after}s); "
+        "each crawl was SIGKILLed once while it ran.",
         "",
         " " * 22 + "".join(r.label.rjust(width) for r in results),
     ]
@@ -194,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Starting the demo site ({args.products} products) ...", flush=True)
     with DemoSite.start("--products", str(args.products)) as site:
         print(f"Site at {site.url}; crawls, logs and checkpoints in {workdir}", flush=True)
-        results = scenario_outage_and_rate_limit(site, workdir, trouble)
+        results = scenario_outage_rate_limit_and_kill(site, workdir, trouble)
     print()
     print(report(results, trouble))
     return 0 if results[0].lost == 0 else 1

@@ -124,7 +124,7 @@ def test_catalogue_with_the_addon(scrapy_project_env: Any, start_demo_site: Any,
 
 @pytest.mark.timeout(600)
 def test_demo_loses_nothing_with_the_addon(tmp_path: Path) -> None:
-    """`make demo`'s script, on a small shop: its report shows no page lost with the add-on, pages lost without."""
+    """`make demo`'s script, on a small shop: SIGKILLed once, no page lost with the add-on, pages lost without."""
     if not addon_components_import():
         pytest.skip("the add-on's retry/checkpoint/monitor components do not import yet")
     demo = Path(__file__).resolve().parent.parent / "example_project" / "demo.py"
@@ -141,6 +141,8 @@ def test_demo_loses_nothing_with_the_addon(tmp_path: Path) -> None:
     expected = table["pages expected"][0]
     assert table["pages obtained"] == (expected, expected - table["pages lost"][1])
     assert table["pages lost"][0] == 0
+    assert re.search(r"^crashes survived +1 +\d+$", result.stdout, re.MULTILINE), "the add-on's crawl was not killed"
+    assert "SIGKILL sent to the crawl" in result.stdout
     assert re.search(r"^  with scrapy-resilience +[\d.]+s +products +\d+/\d+", result.stdout, re.MULTILINE)
 
 
