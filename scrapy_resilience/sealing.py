@@ -81,7 +81,7 @@ class Sealer:
             failed_items=int(job_state["stats"].get(stats.RETRY_GAVE_UP, 0))
             + int(job_state["stats"].get(stats.RETRY_PERMANENT, 0)),
             processing_time=job_state["processing_time"],
-            browser_sessions=tuple(str(name) for name in browser_state),
+            browser_sessions=_session_ids(browser_state),
             system_resources=snapshot or take_snapshot(self.store.directory),
         )
         data = CheckpointData(
@@ -89,6 +89,7 @@ class Sealer:
             browser_state=json.loads(json.dumps(browser_state)),
             progress=ProgressState(
                 current_item=progress["current_item"], completed_items=progress["completed_items"],
+                failed_items=[_error_record(event).item_id for event in errors][-20:],
                 total_count=progress["total_count"], completion_percentage=progress["completion_percentage"],
             ),
             errors=[_error_record(event) for event in errors],
@@ -122,6 +123,16 @@ class Sealer:
         pending = len(replay.pending)
         replay.pending.clear()
         logger.debug("Frontier compacted: %d pending requests", pending)
+
+
+def _session_ids(browser_state: Mapping[str, Any]) -> tuple[str, ...]:
+    """The browser contexts the providers saved (``{"contexts": {name: ...}}``), as session ids."""
+    ids: list[str] = []
+    for value in browser_state.values():
+        contexts = value.get("contexts") if isinstance(value, dict) else None
+        if isinstance(contexts, dict):
+            ids.extend(str(name) for name in contexts)
+    return tuple(ids)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
