@@ -101,17 +101,34 @@ def test_disabled_monitor_is_not_configured():
             MonitorExtension(get_crawler(settings_dict=settings))
 
 
+# Scrapy's own retries, or the whole add-on (our retries hold backoffs outside the downloader).
+WIRINGS = {
+    "components": {},
+    "addon": {
+        "ADDONS": {"scrapy_resilience.Addon": 500},
+        "RESILIENCE_RETRY_MAX_ATTEMPTS": 2,
+        "RESILIENCE_RETRY_BASE_DELAY": 0.1,
+        # The add-on's cooldown slows a failing domain down to this delay per request.
+        "RESILIENCE_RETRY_MAX_DELAY": 0.1,
+    },
+}
+
+
+@pytest.mark.parametrize("wiring", sorted(WIRINGS))
 @deferred_f_from_coro_f
-async def test_outage_aborts_within_the_window_and_sends_nothing_after(demo_site):
+async def test_outage_aborts_within_the_window_and_sends_nothing_after(demo_site, wiring):
     """A site that stops answering is aborted for its failure rate; no request leaves after the decision."""
     demo_site.reset()
     demo_site.set_faults(outage={"duration": 600, "mode": "503"})
     settings = monitor_settings(
-        RESILIENCE_ABORT_FAILURE_RATE=50, RESILIENCE_ABORT_MIN_OPERATIONS=20, RESILIENCE_ABORT_WINDOW_SIZE=40
+        RESILIENCE_ABORT_FAILURE_RATE=50,
+        RESILIENCE_ABORT_MIN_OPERATIONS=20,
+        RESILIENCE_ABORT_WINDOW_SIZE=40,
+        **WIRINGS[wiring],
     )
     with WebhookReceiver() as receiver:
         settings["RESILIENCE_NOTIFY_URL"] = receiver.url
-        crawler, sent = await crawl(ProductsSpider, settings, base=demo_site.url, count=400)
+        crawler, sent = await crawl(ProductsSpider, settings, base=demo_site.url, count=100)
     monitor = crawler.get_extension(MonitorExtension)
     site_log = demo_site.log()
     demo_site.reset()
