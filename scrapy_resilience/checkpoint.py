@@ -142,7 +142,7 @@ class CheckpointExtension:
         spider.state.update(codec.from_json(state.get("spider_state")) or {})
         restore_stats(self.crawler.stats, state.get("stats") or {})
         dupefilter = getattr(self.crawler.engine.scheduler, "df", None)
-        if hasattr(dupefilter, "restore"):
+        if dupefilter is not None and hasattr(dupefilter, "restore"):
             dupefilter.restore(job.replay.seen)
         for name, value in (job.checkpoint.data.browser_state if job.checkpoint else {}).items():
             if name in self._providers:
@@ -284,7 +284,7 @@ class CheckpointExtension:
                     # One provider's bug must not cost the whole checkpoint (the frontier matters most).
                     logger.exception("State provider %r failed; its state is left out of this checkpoint", name)
             snapshot = getattr(self._monitor(), "latest_snapshot", None)
-            job_state = {
+            job_state: dict[str, Any] = {
                 "journal_upto": sealed, "runs": self.runs, "crashes": self.crashes,
                 "clean_close": final, "close_reason": reason,
                 "spider_state": getattr(self.crawler.spider, "state", {}),
@@ -295,7 +295,7 @@ class CheckpointExtension:
             }
             checkpoint = await in_thread(
                 self.sealer.seal, fds=fds, sealed=sealed, job_state=job_state, browser_state=browser_state,
-                progress=self._progress(job_state["requests_done"]), errors=self._take_errors(),
+                progress=self._progress(int(job_state["requests_done"])), errors=self._take_errors(),
                 snapshot=snapshot,
             )
         finally:

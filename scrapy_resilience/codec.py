@@ -159,10 +159,11 @@ def _to_dict(request: Request, spider: Spider | None) -> dict[str, Any]:
     callback, errback = request.callback, request.errback
     names = [_method_name(spider, f) if callable(f) else None for f in (callback, errback)]
     try:
+        # A name where a callable is expected: what to_dict itself returns for them.
         if names[0] is not None:
-            request.callback = names[0]
+            request.callback = names[0]  # type: ignore[assignment]
         if names[1] is not None:
-            request.errback = names[1]
+            request.errback = names[1]  # type: ignore[assignment]
         return request.to_dict(spider=spider)
     finally:
         request.callback, request.errback = callback, errback

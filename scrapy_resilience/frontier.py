@@ -164,10 +164,11 @@ class Ledger:
     def _scheduled(self, request: Request) -> None:
         self._add_awaiting()
         meta = request.meta
-        key = meta.get(ID_KEY)
-        known = key is not None
+        existing = meta.get(ID_KEY)
+        known = existing is not None
+        key: str = existing if known else f"{self.run}.{next(self._ids)}"
         if not known:
-            key = meta[ID_KEY] = f"{self.run}.{next(self._ids)}"
+            meta[ID_KEY] = key
         else:
             # A redirect or retry of a request in the engine: the new request
             # carries the work on; the old object leaving the engine is not "done".
@@ -217,7 +218,7 @@ class Ledger:
         except UnserializableRequestError as exc:
             logger.error("%s; its retry would be lost in a crash", exc)
             return
-        self._lines.append('{"h":"' + key + '","r":' + line + ',"n":' + dumps(not_before) + "}")
+        self._lines.append('{"h":"' + key + '","r":' + line + ',"n":' + repr(float(not_before)) + "}")
         if self.on_done is not None:
             self.on_done([key])  # out of the engine until its backoff ends
 

@@ -121,7 +121,8 @@ def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> Lo
         _judge_suspects(job, poison_limit)
     # Retries waiting for their backoff go back through the retry middleware, not the scheduler.
     for key in [key for key, line in replay.pending.items() if line.startswith('{"h"')]:
-        job.held.append(json.loads(replay.pending.pop(key)))
+        job.held.append(json.loads(replay.pending[key]))
+        del replay.pending[key]
     return job
 
 
