@@ -184,7 +184,12 @@ class CheckpointExtension:
         pending = job.replay.pending
         while pending:
             key, line = pending.popitem()
-            yield self._restored(json.loads(line), changed=key in job.changed)
+            try:
+                request = self._restored(json.loads(line), changed=key in job.changed)
+            except Exception:  # a damaged journal line, or a callback the spider no longer has
+                logger.exception("Request %s of the journal cannot be restored; skipped: %.300s", key, line)
+                continue
+            yield request
 
     def _restored(self, record: dict[str, Any], *, changed: bool) -> Request:
         request = codec.decode_request(record["r"], self.crawler.spider)

@@ -39,7 +39,7 @@ from scrapy_resilience.store import CheckpointStore, SidecarRef
 
 logger = logging.getLogger(__name__)
 
-COMPACT_AFTER_DELTAS = 32  # also compact when this many deltas pile up (the manifest lists each)
+COMPACT_AFTER_DELTAS = 32  # this many deltas are merged into one (the manifest lists each)
 COMPACT_MIN_BYTES = 4 << 20  # below this, deltas are cheaper to replay than to compact
 _CHUNK = 1 << 20
 MB = 1 << 20
@@ -101,11 +101,19 @@ class Sealer:
                 segment_path(self.journal_dir, number).unlink(missing_ok=True)
         return checkpoint
 
+    def _merge_deltas(self, deltas: list[str]) -> None:
+        """Many small deltas become one (same order, named after the last): the manifest stays short
+        without rewriting a base that is still much bigger than them."""
+        refs = [self.chain.pop(name) for name in deltas]
+        self.chain[deltas[-1]] = self.store.write_sidecar(deltas[-1], _concatenated(self.store, refs))
+
     def _maybe_compact(self) -> None:
         deltas = [name for name in self.chain if name != "base"]
         delta_bytes = sum(self.chain[name].size for name in deltas)
         base_bytes = self.chain["base"].size if "base" in self.chain else 0
-        if len(deltas) < COMPACT_AFTER_DELTAS and (delta_bytes < COMPACT_MIN_BYTES or delta_bytes < base_bytes):
+        if delta_bytes < COMPACT_MIN_BYTES or delta_bytes < base_bytes:
+            if len(deltas) >= COMPACT_AFTER_DELTAS:
+                self._merge_deltas(sorted(deltas))
             return
         names = sorted(self.chain, key=chain_order)
         replay = Replay(fingerprints=False)  # fingerprints are streamed over, not collected
@@ -123,6 +131,14 @@ class Sealer:
         pending = len(replay.pending)
         replay.pending.clear()
         logger.debug("Frontier compacted: %d pending requests", pending)
+
+
+def _concatenated(store: CheckpointStore, refs: list[SidecarRef]) -> Iterator[bytes]:
+    for ref in refs:
+        with store.open_sidecar(ref) as handle:
+            # Complete lines only: a delta may end with a line torn by a kill,
+            # which must not swallow the first line of the next one.
+            yield from (line for line in handle if line.endswith(b"\n"))
 
 
 def _session_ids(browser_state: Mapping[str, Any]) -> tuple[str, ...]:

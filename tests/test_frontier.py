@@ -25,6 +25,8 @@ from scrapy_resilience.journal import (
     segment_numbers,
     segment_path,
 )
+from scrapy_resilience.resume import load_job
+from scrapy_resilience.sealing import Sealer
 
 # One operation of the frontier on request "k": scheduled, in the downloader, held, done.
 ops = st.lists(st.tuples(st.sampled_from("axhd"), st.integers(0, 5)), max_size=40)
@@ -145,3 +147,24 @@ async def test_in_progress_and_feed_flush(demo_site: Any, tmp_path: Path) -> Non
     assert not in_progress(crawler)  # closed: nothing in progress
     assert len(feed.read_text().splitlines()) == crawler.stats.get_value("item_scraped_count")
     assert json.loads(feed.read_text().splitlines()[0])["sku"]
+
+
+def test_many_deltas_merge_and_load_the_same(tmp_path: Path) -> None:
+    """Past 32 small deltas a checkpoint merges them into one, torn lines dropped; the job loads the same."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    for number in range(1, 34):
+        lines = [dumps({"a": f"1.{number}", "r": {"url": f"http://127.0.0.1/{number}"}}),
+                 dumps({"f": f"{number:040x}"})]
+        if number % 2:
+            lines.append(dumps({"d": f"1.{number - 1}"}))
+        text = "\n".join(lines) + "\n" + ('{"a":"torn' if number == 10 else "")
+        segment_path(journal, number).write_text(text)
+    sealer = Sealer(tmp_path, job_id="j", retention=3, compress=False)
+    state = {"spider_state": {}, "stats": {}, "requests_done": 0, "processing_time": 1.0, "journal_upto": 33}
+    progress = {"total_count": 0, "current_item": "", "completed_items": [], "completion_percentage": 0.0}
+    sealer.seal(fds=[], sealed=33, job_state=state, browser_state={}, progress=progress, errors=[], snapshot=None)
+    assert list(sealer.chain) == ["delta-00000033"]
+    job = load_job(sealer.store, journal, poison_limit=3)
+    assert set(job.replay.pending) == {f"1.{n}" for n in range(1, 34, 2)}  # each odd segment finished the one before
+    assert len(job.replay.seen) == 33 and job.replay.torn == 0
