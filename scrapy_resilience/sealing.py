@@ -148,7 +148,7 @@ def _session_ids(browser_state: Mapping[str, Any]) -> tuple[str, ...]:
         contexts = value.get("contexts") if isinstance(value, dict) else None
         if isinstance(contexts, dict):
             ids.extend(str(name) for name in contexts)
-    return tuple(ids)
+    return tuple(sorted(ids))
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
