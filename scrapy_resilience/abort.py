@@ -38,7 +38,7 @@ from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 
-from scrapy_resilience import signals
+from scrapy_resilience import halt, signals
 from scrapy_resilience.models import (
     AbortAction,
     AbortActionType,
@@ -57,19 +57,20 @@ REASON_CONSECUTIVE_CRASHES = "resilience_consecutive_crashes"
 
 # Seconds each step may take before the next one runs. Saving state may write
 # a large frontier; the webhook gets little: a slow receiver must not hold up
-# the shutdown; the graceful close waits for in-flight downloads, which are
-# bounded by DOWNLOAD_TIMEOUT (ours for browser requests too).
+# the shutdown. The graceful close (SHUTDOWN) gets RESILIENCE_ABORT_SHUTDOWN_TIMEOUT:
+# it waits for in-flight downloads, bounded by DOWNLOAD_TIMEOUT (ours for
+# browser requests too), but also for callbacks, which nothing bounds.
 ACTION_TIMEOUTS: Mapping[AbortActionType, int] = {
     AbortActionType.SAVE_STATE: 120,
     AbortActionType.LOG_EVENT: 5,
     AbortActionType.NOTIFY: 10,
     AbortActionType.CLEANUP: 30,
-    AbortActionType.SHUTDOWN: 600,
 }
 
 
 def policy_from_config(config: AbortConfig) -> AbortPolicy:
     """The data model's AbortPolicy of the settings (0, meaning off, becomes ``None``)."""
+    timeouts = {**ACTION_TIMEOUTS, AbortActionType.SHUTDOWN: config.shutdown_timeout}
     return AbortPolicy(
         name="settings",
         failure_rate_threshold=config.failure_rate or None,
@@ -79,7 +80,7 @@ def policy_from_config(config: AbortConfig) -> AbortPolicy:
         min_operations=config.min_operations,
         # (attrs' tuple converter is untyped for mypy, hence the ignore.)
         abort_actions=tuple(
-            AbortAction(action_type=kind, target="crawl", timeout=ACTION_TIMEOUTS[kind])  # type: ignore[misc]
+            AbortAction(action_type=kind, target="crawl", timeout=timeouts[kind])  # type: ignore[misc]
             for kind in config.actions
         ),
     )
@@ -198,7 +199,11 @@ ABORT_CATEGORIES = {REASON_FAILURE_RATE: FailureCategory.EXTERNAL, REASON_CONSEC
 
 
 class AbortSteps:
-    """What each AbortActionType does for one crawl; ``run`` them in the policy's order."""
+    """What each AbortActionType does for one crawl; ``run`` them in the policy's order.
+
+    A SHUTDOWN that overruns its timeout is forced (``halt.force_stop``): the
+    process stops, with the final checkpoint of SAVE_STATE already written.
+    """
 
     def __init__(
         self,
@@ -222,7 +227,12 @@ class AbortSteps:
             AbortActionType.CLEANUP: self.cleanup,
             AbortActionType.SHUTDOWN: lambda: self.shutdown(reason),
         }
-        return await run_actions(actions, steps)
+        outcomes = await run_actions(actions, steps)
+        if outcomes.get(AbortActionType.SHUTDOWN.value) == "timeout":
+            outcomes[AbortActionType.SHUTDOWN.value] = "forced"
+            timeout = next(a.timeout for a in actions if a.action_type is AbortActionType.SHUTDOWN)
+            await halt.force_stop(self.crawler, reason, timeout)
+        return outcomes
 
     async def save_state(self) -> None:
         checkpoints = self.checkpoints()
@@ -258,13 +268,16 @@ class AbortSteps:
             await close_contexts(handler)
 
     async def shutdown(self, reason: str) -> None:
-        # Shielded like the checkpoint: past the step's timeout the close goes on
-        # in the background (every download is bounded by DOWNLOAD_TIMEOUT).
+        # Shielded: past the step's timeout the close is not cancelled halfway
+        # but given up with the whole process (``run``).
         await asyncio.shield(asyncio.ensure_future(self.crawler.engine.close_spider_async(reason=reason)))
 
 
 class RequestAfterAbort(IgnoreRequest):
     """A request refused because the crawl is being stopped: it was never sent, it is not done."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(f"Not sent: the crawl is stopping ({reason})")
 
 
 # First in process_request (nothing is sent after an abort) and last in
@@ -297,7 +310,7 @@ class OutcomeMiddleware:
     def process_request(self, request: Any) -> None:
         monitor = self._monitor()
         if monitor is not None and not monitor.may_send():
-            raise RequestAfterAbort(f"Not sent: the crawl is stopping ({monitor.stopping})")
+            raise RequestAfterAbort(monitor.stopping)
 
     def process_response(self, request: Any, response: Response) -> Response:
         monitor = self._monitor()

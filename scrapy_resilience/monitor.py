@@ -10,8 +10,9 @@ and browser crashes (from ``playwright_bridge``) feed the abort policy.
 
 Stopping, for a threshold or for the abort policy, runs the configured
 AbortActions in order (``abort.run_actions``): the engine is paused first so
-that nothing new leaves the scheduler, and ``OutcomeMiddleware`` refuses what
-is still on its way, so no request is sent after the decision.
+that nothing new leaves the scheduler, ``OutcomeMiddleware`` refuses what is
+still on its way and the requests waiting in the download slots' queues are
+failed (``halt.fail_queued_requests``), so no request is sent after the decision.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 
-from scrapy_resilience import abort, resources, signals, stats
+from scrapy_resilience import abort, halt, resources, signals, stats
 from scrapy_resilience.models import (
     AbortActionType,
     FailureCategory,
@@ -288,6 +289,12 @@ class MonitorExtension:
         self.crawler.stats.set_value(stats.ABORT_REASON, reason)
         logger.critical("Stopping the crawl: %s %r", reason, detail)
         self.crawler.engine.pause()
+        if shuts_down:
+            # Requests past OutcomeMiddleware before the decision may still wait
+            # in a download slot's queue: they are refused too, never sent.
+            queued = halt.fail_queued_requests(self.crawler.engine.downloader, lambda: abort.RequestAfterAbort(reason))
+            if queued:
+                self.crawler.stats.inc_value(stats.ABORT_BLOCKED, queued)
         d = deferred_from_coro(self._run_actions(reason, detail, shuts_down))
         d.addErrback(lambda failure: logger.error("Abort failed", exc_info=failure.value))
 

@@ -137,6 +137,7 @@ SPECS: dict[str, Spec] = {
         _abort_actions,
     ),
     "RESILIENCE_NOTIFY_URL": Spec(None, "str", "an http:// or https:// URL, or unset", _http_url),
+    "RESILIENCE_ABORT_SHUTDOWN_TIMEOUT": Spec(600, "int", "whole seconds from 1 to 86400", _between(1, 86400)),
 }
 
 DEFAULTS: dict[str, Any] = {name: spec.default for name, spec in SPECS.items()}
@@ -346,6 +347,7 @@ class AbortConfig:
         converter=lambda names: tuple(AbortActionType(name.lower()) for name in names)
     )
     notify_url: str | None
+    shutdown_timeout: int
 
     @classmethod
     def from_settings(cls, settings: Any) -> AbortConfig:
@@ -360,6 +362,7 @@ class AbortConfig:
                     "consecutive_crashes": "RESILIENCE_ABORT_CONSECUTIVE_CRASHES",
                     "actions": "RESILIENCE_ABORT_ACTIONS",
                     "notify_url": "RESILIENCE_NOTIFY_URL",
+                    "shutdown_timeout": "RESILIENCE_ABORT_SHUTDOWN_TIMEOUT",
                 },
             )
         )

@@ -1,19 +1,24 @@
-"""The abort policy's arithmetic and its actions: window, judge, outcomes, ordered steps, webhook."""
+"""The abort policy's arithmetic and its actions: window, judge, outcomes, ordered steps, webhook, slot queues."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import scrapy
 from hypothesis import given
 from hypothesis import strategies as st
+from scrapy import signals as scrapy_signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request, Response
 from scrapy.settings import Settings
-from scrapy.utils.defer import deferred_f_from_coro_f
+from scrapy.utils.asyncio import call_later
+from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
+from scrapy.utils.test import get_crawler
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from webhook_receiver import WebhookReceiver
 
-from scrapy_resilience import abort
+from scrapy_resilience import abort, halt
 from scrapy_resilience.abort import AbortJudge, FailureWindow, is_failure, run_actions
 from scrapy_resilience.models import AbortAction, AbortActionType, AbortPolicy
 from scrapy_resilience.settings import AbortConfig
@@ -107,12 +112,81 @@ def test_what_is_a_failure():
 def test_policy_from_settings_keeps_the_action_order():
     """RESILIENCE_ABORT_ACTIONS become AbortActions in the configured order, each with its timeout."""
     config = AbortConfig.from_settings(
-        Settings({"RESILIENCE_ABORT_ACTIONS": "notify,shutdown", "RESILIENCE_ABORT_FAILURE_RATE": 40})
+        Settings({"RESILIENCE_ABORT_ACTIONS": "notify,cleanup,shutdown", "RESILIENCE_ABORT_FAILURE_RATE": 40})
     )
     policy = abort.policy_from_config(config)
-    assert [a.action_type for a in policy.abort_actions] == [AbortActionType.NOTIFY, AbortActionType.SHUTDOWN]
-    assert all(a.timeout == abort.ACTION_TIMEOUTS[a.action_type] for a in policy.abort_actions)
+    assert [(a.action_type, a.timeout) for a in policy.abort_actions] == [
+        (AbortActionType.NOTIFY, abort.ACTION_TIMEOUTS[AbortActionType.NOTIFY]),
+        (AbortActionType.CLEANUP, abort.ACTION_TIMEOUTS[AbortActionType.CLEANUP]),
+        (AbortActionType.SHUTDOWN, 600),
+    ]
     assert policy.failure_rate_threshold == 40 and policy.consecutive_crashes is None
+
+
+def test_shutdown_timeout_comes_from_its_setting():
+    """RESILIENCE_ABORT_SHUTDOWN_TIMEOUT is the SHUTDOWN action's timeout."""
+    config = AbortConfig.from_settings(Settings({"RESILIENCE_ABORT_SHUTDOWN_TIMEOUT": "3"}))
+    (shutdown,) = [
+        a for a in abort.policy_from_config(config).abort_actions if a.action_type is AbortActionType.SHUTDOWN
+    ]
+    assert shutdown.timeout == 3
+
+
+class QueuedSpider(scrapy.Spider):
+    """Sends ``count`` slow requests at once to one domain whose slot transfers one at a time."""
+
+    name = "queued"
+
+    async def start(self):
+        for number in range(int(self.count)):
+            yield scrapy.Request(f"{self.base}/fault/slow?delay=1&n={number}", self.parse, errback=self.refused)
+
+    def parse(self, response):
+        self.__dict__.setdefault("answered", []).append(response.url)
+
+    def refused(self, failure):
+        self.__dict__.setdefault("errors", []).append(failure.value)
+
+
+@deferred_f_from_coro_f
+async def test_fail_queued_requests_refuses_what_waits_in_the_slots_of_real_scrapy(demo_site):
+    """Requests waiting in a download slot's queue fail with the exception, are never sent, and the crawl ends."""
+    demo_site.reset()
+    count = 8
+    crawler = get_crawler(
+        QueuedSpider,
+        settings_dict={
+            "CONCURRENT_REQUESTS": 16,
+            "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+            "RETRY_ENABLED": False,
+            "TELNETCONSOLE_ENABLED": False,
+        },
+    )
+    reached: list[Any] = []
+    failed: list[int] = []
+
+    def fail_the_queue() -> None:
+        failed.append(halt.fail_queued_requests(crawler.engine.downloader, lambda: abort.RequestAfterAbort("test")))
+
+    def on_reached(request: Any) -> None:
+        reached.append(request)
+        if len(reached) == count:
+            # Called before the downloader appends this request to the slot's queue: fail the queue just after.
+            call_later(0, fail_the_queue)
+
+    crawler.signals.connect(on_reached, signal=scrapy_signals.request_reached_downloader, weak=False)
+    await maybe_deferred_to_future(crawler.crawl(base=demo_site.url, count=count))
+    spider = crawler.spider
+    answered, errors = spider.__dict__.get("answered", []), spider.__dict__.get("errors", [])
+    (refused,) = failed
+    assert refused >= 1
+    assert len(errors) == refused and all(isinstance(e, abort.RequestAfterAbort) for e in errors)
+    assert len(answered) + refused == count
+    assert len(demo_site.log()) == len(answered)  # the refused ones never reached the site
+    downloader = crawler.engine.downloader
+    assert not downloader.active
+    assert all(not slot.active and not slot.queue and not slot.transferring for slot in downloader.slots.values())
+    assert crawler.stats.get_value("finish_reason") == "finished"
 
 
 @deferred_f_from_coro_f

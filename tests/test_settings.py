@@ -38,6 +38,7 @@ BOUNDS = [
     ("RESILIENCE_ABORT_CONSECUTIVE_CRASHES", [0, 3], [-1]),
     ("RESILIENCE_ABORT_ACTIONS", [["shutdown"], "save_state,SHUTDOWN", []], [["explode"], "notify,reboot"]),
     ("RESILIENCE_NOTIFY_URL", ["http://127.0.0.1:1/hook", "https://example.invalid/x"], ["ftp://x/y", "not a url"]),
+    ("RESILIENCE_ABORT_SHUTDOWN_TIMEOUT", [1, 600, "3", 86400], [0, 86401, 2.5, "never"]),
     ("RESILIENCE_ENABLED", [True, "False", 0], ["maybe"]),
 ]
 

@@ -1,0 +1,71 @@
+"""The two ends of an abort that Scrapy has no public API for.
+
+* ``fail_queued_requests``: at the decision, requests that already passed
+  every downloader middleware (so ``OutcomeMiddleware`` can no longer refuse
+  them) may wait in a download slot's queue for a free transfer slot or the
+  slot's delay; they must not be sent either.
+* ``force_stop``: when the graceful close has not finished within
+  ``RESILIENCE_ABORT_SHUTDOWN_TIMEOUT`` (a callback that never returns keeps
+  the engine's slot open forever), the process is stopped as Scrapy stops it
+  at a second Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from scrapy.utils.defer import deferred_from_coro
+from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+
+def fail_queued_requests(downloader: Any, exception: Callable[[], Exception]) -> int:
+    """Fail every request waiting in a download slot's queue with ``exception()``; how many.
+
+    The only touch of Scrapy 2.19 internals here: ``Downloader.slots[key].queue``
+    holds ``(request, deferred)`` pairs appended by ``Downloader._enqueue_request``,
+    which awaits the deferred (``_process_queue`` pops a pair when it starts the
+    transfer and fires the deferred with the response). Popping the pair and
+    erring its deferred back makes the request leave as if the download had
+    failed before the wire: ``_enqueue_request`` takes it out of ``slot.active``,
+    ``Downloader.fetch`` out of ``Downloader.active``, and the exception goes
+    through every middleware's ``process_exception`` (the frontier keeps a
+    ``RequestAfterAbort`` pending). ``slot.transferring`` and ``slot.lastseen``
+    are untouched: nothing was sent; a pending delay timer finds an empty queue.
+    """
+    failed = 0
+    for slot in downloader.slots.values():
+        while slot.queue:
+            _request, deferred = slot.queue.popleft()
+            deferred.errback(Failure(exception()))
+            failed += 1
+    return failed
+
+
+async def force_stop(crawler: Any, reason: str, timeout: float) -> None:
+    """Stop the process's reactor as Scrapy's second Ctrl-C does, recording what can still be recorded.
+
+    The close that hangs never reaches ``spider_closed``, so the close reason
+    is set as ``finish_reason`` here and the stats are dumped (and persisted by
+    the stats collector) as at a normal close; the final checkpoint was saved
+    by SAVE_STATE before.
+    """
+    # Imported here: importing the reactor at module level would install one.
+    from twisted.internet import reactor
+
+    logger.error("The graceful close (%s) did not finish within %ss: forcing the stop of the process", reason, timeout)
+    crawler.stats.set_value("finish_reason", reason)
+    crawler.stats.close_spider(reason=reason)
+    # Scrapy's first Ctrl-C: Crawler.stop_async() marks the crawler stopped at
+    # once (then joins the close that hangs), so the "before shutdown" trigger
+    # of CrawlerProcess, which stops every crawler still crawling, does not
+    # wait for it; Scrapy's second Ctrl-C then stops the reactor (_signal_kill).
+    deferred_from_coro(crawler.stop_async())
+    await asyncio.sleep(0)  # that first step runs before the reactor's shutdown
+    with contextlib.suppress(RuntimeError):  # already stopped or stopping
+        reactor.stop()  # type: ignore[misc]  # twisted.internet.reactor is typed as a module
