@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 import scrapy
 from scrapy import signals as scrapy_signals
+from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
 from scrapy.exceptions import NotConfigured
+from scrapy.http import Request, Response
 from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
 from scrapy.utils.test import get_crawler
 from webhook_receiver import WebhookReceiver
 
 from scrapy_resilience import signals, stats
 from scrapy_resilience.abort import OUTCOME_ORDER, OutcomeMiddleware
+from scrapy_resilience.jobview import open_store, progress_of
 from scrapy_resilience.monitor import MonitorExtension
 
 
@@ -54,15 +57,28 @@ class CatalogueSpider(scrapy.Spider):
         yield {"sku": response.css("span.sku::text").get()}
 
 
+# Sent by WireHandler as each request goes on the wire.
+on_the_wire = object()
+
+
+class WireHandler(HTTP11DownloadHandler):
+    """Scrapy's HTTP handler, telling when a request leaves its download slot's queue for the wire."""
+
+    async def download_request(self, request: Request) -> Response:
+        self.crawler.signals.send_catch_log(on_the_wire, request=request)
+        return await super().download_request(request)
+
+
 def monitor_settings(**extra: Any) -> dict[str, Any]:
     settings = {
         "EXTENSIONS": {MonitorExtension: 0},
         "DOWNLOADER_MIDDLEWARES": {OutcomeMiddleware: OUTCOME_ORDER},
+        "DOWNLOAD_HANDLERS": {"http": WireHandler},
         "RESILIENCE_MONITOR_INTERVAL": 0.5,
-        # Equal limits: nothing waits in a download slot's queue, so every request
-        # that passed the middlewares is on the wire at once.
-        "CONCURRENT_REQUESTS": 8,
-        "CONCURRENT_REQUESTS_PER_DOMAIN": 8,
+        # One transfer at a time, many requests in the engine: most of those
+        # that passed the middlewares wait in the download slot's queue.
+        "CONCURRENT_REQUESTS": 16,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
         "RETRY_TIMES": 1,
         "LOG_LEVEL": "INFO",
         "TELNETCONSOLE_ENABLED": False,
@@ -72,16 +88,20 @@ def monitor_settings(**extra: Any) -> dict[str, Any]:
 
 
 class Sent:
-    """Records when each request reached the downloader (after every middleware: it is sent)."""
+    """Counts the requests put on the wire, and those put on it after the monitor decided to stop."""
 
     def __init__(self, crawler: Any) -> None:
-        self.times: list[float] = []
+        self.crawler = crawler
+        self.on_the_wire = 0
+        self.after_the_decision: list[str] = []
         self.documents: list[dict[str, Any]] = []
-        crawler.signals.connect(self.reached, signal=scrapy_signals.request_reached_downloader)
+        crawler.signals.connect(self.wired, signal=on_the_wire)
         crawler.signals.connect(self.aborted, signal=signals.abort_triggered)
 
-    def reached(self, request: Any, spider: Any) -> None:
-        self.times.append(time.time())
+    def wired(self, request: Any) -> None:
+        self.on_the_wire += 1
+        if self.crawler.get_extension(MonitorExtension).stopping:
+            self.after_the_decision.append(request.url)
 
     def aborted(self, reason: str, document: dict[str, Any], spider: Any) -> None:
         self.documents.append(document)
@@ -129,7 +149,6 @@ async def test_outage_aborts_within_the_window_and_sends_nothing_after(demo_site
     with WebhookReceiver() as receiver:
         settings["RESILIENCE_NOTIFY_URL"] = receiver.url
         crawler, sent = await crawl(ProductsSpider, settings, base=demo_site.url, count=100)
-    monitor = crawler.get_extension(MonitorExtension)
     site_log = demo_site.log()
     demo_site.reset()
     crawl_stats = crawler.stats.get_stats()
@@ -137,9 +156,12 @@ async def test_outage_aborts_within_the_window_and_sends_nothing_after(demo_site
     assert crawl_stats[stats.ABORT_REASON] == "resilience_failure_rate"
     # Judged within the window: operations are final outcomes (retries given up).
     assert 20 <= crawl_stats["retry/max_reached"] <= 40
-    assert [t for t in sent.times if t > monitor.stopped_at] == []
-    # Every request the site saw is one sent before the decision.
-    assert len(site_log) == len(sent.times)
+    # Nothing left a download slot's queue for the wire after the decision: the
+    # requests waiting there were refused (and counted) instead.
+    assert sent.after_the_decision == []
+    assert crawl_stats[stats.ABORT_BLOCKED] >= 1
+    # Every request the site saw is one put on the wire before the decision.
+    assert len(site_log) == sent.on_the_wire
     (document,) = receiver.documents
     assert document["reason"] == "resilience_failure_rate"
     assert document["detail"]["failure_rate"] > 50
@@ -324,3 +346,53 @@ async def test_a_refusing_webhook_does_not_break_the_shutdown(demo_site):
     demo_site.reset()
     assert crawler.stats.get_value("finish_reason") == "resilience_failure_rate"
     assert len(sent.documents) == 1
+
+
+HANGING_SPIDER = """
+import asyncio
+
+import scrapy
+
+
+class HangingSpider(scrapy.Spider):
+    name = "hanging"
+
+    async def start(self):
+        yield scrapy.Request(self.base + "/", self.parse_forever)
+
+    async def parse_forever(self, response):
+        # Requests to a site that only fails, then a callback that never returns.
+        for number in range(30):
+            yield scrapy.Request(self.base + "/fault/status/503?key=hanging-" + str(number))
+        await asyncio.Future()
+"""
+
+
+def test_a_close_that_hangs_is_forced_after_the_shutdown_timeout(scrapy_project_env, demo_site, tmp_path):
+    """A callback that never returns cannot keep an aborted crawl alive: past the timeout the process stops."""
+    spider_file = tmp_path / "hanging.py"
+    spider_file.write_text(HANGING_SPIDER)
+    job = tmp_path / "job"
+    settings = {
+        "RESILIENCE_CHECKPOINT_DIR": str(job),
+        "RESILIENCE_ABORT_FAILURE_RATE": 50,
+        "RESILIENCE_ABORT_MIN_OPERATIONS": 10,
+        "RESILIENCE_RETRY_MAX_ATTEMPTS": 1,
+        "RESILIENCE_ABORT_SHUTDOWN_TIMEOUT": 3,
+    }
+    # Bounded: without the forced stop this run never ends and the timeout fails the test.
+    result = scrapy_project_env.run(
+        "runspider", str(spider_file), "-a", f"base={demo_site.url}", settings=settings, timeout=120
+    )
+    log = result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "Closing spider (resilience_failure_rate)" in log
+    assert "The graceful close (resilience_failure_rate) did not finish within 3s: forcing the stop" in log
+    assert "'shutdown': 'forced'" in log
+    # The stats are dumped with the close reason, as at a normal close.
+    assert "'finish_reason': 'resilience_failure_rate'" in log
+    assert "Spider closed" not in log  # the graceful close never finished
+    # The final checkpoint of SAVE_STATE is there to resume from, with the requests not done.
+    loaded = open_store(job).load_latest()
+    assert loaded is not None
+    assert progress_of(loaded.checkpoint)["pending"] >= 1
