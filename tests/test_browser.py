@@ -103,7 +103,9 @@ def kill_browser(crawler: Any) -> list[int]:
     handlers = playwright_bridge.playwright_handlers(crawler)
     processes = [process for handler in handlers for process in playwright_bridge.browser_processes(handler)]
     for process in processes:
-        process.kill()
+        # A child may already be gone: killing the browser's main process takes its helpers with it.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
     psutil.wait_procs(processes, timeout=10)
     return [process.pid for process in processes]
 
