@@ -60,7 +60,10 @@ async def force_stop(crawler: Any, reason: str, timeout: float) -> None:
 
     logger.error("The graceful close (%s) did not finish within %ss: forcing the stop of the process", reason, timeout)
     crawler.stats.set_value("finish_reason", reason)
-    crawler.stats.close_spider(reason=reason)
+    try:
+        crawler.stats.close_spider(reason=reason)
+    except Exception:  # a stats collector's failure must not keep the process alive
+        logger.exception("Stats close failure")
     # Scrapy's first Ctrl-C: Crawler.stop_async() marks the crawler stopped at
     # once (then joins the close that hangs), so the "before shutdown" trigger
     # of CrawlerProcess, which stops every crawler still crawling, does not
