@@ -78,10 +78,8 @@ def policy_from_config(config: AbortConfig) -> AbortPolicy:
         window_duration=config.window_duration,
         consecutive_crashes=config.consecutive_crashes or None,
         min_operations=config.min_operations,
-        # (attrs' tuple converter is untyped for mypy, hence the ignore.)
         abort_actions=tuple(
-            AbortAction(action_type=kind, target="crawl", timeout=timeouts[kind])  # type: ignore[misc]
-            for kind in config.actions
+            AbortAction(action_type=kind, target="crawl", timeout=timeouts[kind]) for kind in config.actions
         ),
     )
 

@@ -164,9 +164,9 @@ class Ledger:
     def _scheduled(self, request: Request) -> None:
         self._add_awaiting()
         meta = request.meta
-        existing = meta.get(ID_KEY)
+        existing: str | None = meta.get(ID_KEY)
         known = existing is not None
-        key: str = existing if known else f"{self.run}.{next(self._ids)}"
+        key = existing if existing is not None else f"{self.run}.{next(self._ids)}"
         if not known:
             meta[ID_KEY] = key
         else:

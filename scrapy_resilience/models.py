@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -76,6 +77,24 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# Typed ``tuple`` converters: attrs' mypy plugin types a field's __init__
+# parameter from its converter, and neither ``tuple`` nor a generic one will do.
+def _strs(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+def _ints(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(values)
+
+
+def _records(values: Iterable[ErrorRecord]) -> tuple[ErrorRecord, ...]:
+    return tuple(values)
+
+
+def _actions(values: Iterable[AbortAction]) -> tuple[AbortAction, ...]:
+    return tuple(values)
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC (the only kind the model admits)."""
     return datetime.now(timezone.utc)
@@ -121,9 +140,9 @@ class ProgressState:
     """
 
     current_item: str = ""
-    completed_items: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=v.strings)
-    failed_items: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=v.strings)
-    pending_items: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=v.strings)
+    completed_items: tuple[str, ...] = attrs.field(default=(), converter=_strs, validator=v.strings)
+    failed_items: tuple[str, ...] = attrs.field(default=(), converter=_strs, validator=v.strings)
+    pending_items: tuple[str, ...] = attrs.field(default=(), converter=_strs, validator=v.strings)
     total_count: int = attrs.field(default=0, validator=v.integer(0))
     completion_percentage: float = attrs.field(default=0.0, validator=v.between(0.0, 100.0))
 
@@ -136,7 +155,7 @@ class CheckpointMetadata:
     completed_items: int = attrs.field(default=0, validator=v.integer(0))
     failed_items: int = attrs.field(default=0, validator=v.integer(0))
     processing_time: float = attrs.field(default=0.0, validator=v.non_negative)
-    browser_sessions: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=v.strings)
+    browser_sessions: tuple[str, ...] = attrs.field(default=(), converter=_strs, validator=v.strings)
     system_resources: ResourceSnapshot = attrs.field(factory=ResourceSnapshot)
 
 
@@ -148,7 +167,7 @@ class CheckpointData:
     browser_state: dict[str, Any] = attrs.field(factory=dict)
     progress: ProgressState = attrs.field(factory=ProgressState)
     errors: tuple[ErrorRecord, ...] = attrs.field(
-        default=(), converter=tuple, validator=_deep_instances(attrs.validators.instance_of(ErrorRecord))
+        default=(), converter=_records, validator=_deep_instances(attrs.validators.instance_of(ErrorRecord))
     )
 
 
@@ -178,10 +197,10 @@ class Checkpoint:
 class FailureClassifier:
     """Which failures are transient (retried) and which permanent (not retried)."""
 
-    transient_patterns: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=v.regexes)
-    permanent_patterns: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=v.regexes)
-    retryable_status_codes: tuple[int, ...] = attrs.field(default=(), converter=tuple, validator=v.status_codes)
-    non_retryable_status_codes: tuple[int, ...] = attrs.field(default=(), converter=tuple, validator=v.status_codes)
+    transient_patterns: tuple[str, ...] = attrs.field(default=(), converter=_strs, validator=v.regexes)
+    permanent_patterns: tuple[str, ...] = attrs.field(default=(), converter=_strs, validator=v.regexes)
+    retryable_status_codes: tuple[int, ...] = attrs.field(default=(), converter=_ints, validator=v.status_codes)
+    non_retryable_status_codes: tuple[int, ...] = attrs.field(default=(), converter=_ints, validator=v.status_codes)
 
     def __attrs_post_init__(self) -> None:
         both = set(self.retryable_status_codes) & set(self.non_retryable_status_codes)
@@ -270,7 +289,7 @@ class AbortPolicy:
     consecutive_crashes: int | None = attrs.field(default=None, validator=_optional(v.integer(1)))
     min_operations: int = attrs.field(default=20, validator=v.integer(1))
     abort_actions: tuple[AbortAction, ...] = attrs.field(
-        default=(), converter=tuple, validator=_deep_instances(attrs.validators.instance_of(AbortAction))
+        default=(), converter=_actions, validator=_deep_instances(attrs.validators.instance_of(AbortAction))
     )
     created_at: datetime = attrs.field(factory=utc_now, validator=v.utc_timestamp)
     is_active: bool = True

@@ -61,12 +61,11 @@ class RetryMiddleware:
             raise NotConfigured("RESILIENCE_RETRY_ENABLED or RESILIENCE_ENABLED is False")
         self.crawler = crawler
         self.config = config
-        # (attrs' tuple converters are untyped for mypy, hence the ignores.)
         self.classifier = FailureClassifier(
-            transient_patterns=config.transient_patterns,  # type: ignore[arg-type]
-            permanent_patterns=config.permanent_patterns,  # type: ignore[arg-type]
-            retryable_status_codes=sorted(config.retry_http_codes),  # type: ignore[arg-type]
-            non_retryable_status_codes=sorted(config.non_retryable_http_codes),  # type: ignore[arg-type]
+            transient_patterns=config.transient_patterns,
+            permanent_patterns=config.permanent_patterns,
+            retryable_status_codes=sorted(config.retry_http_codes),
+            non_retryable_status_codes=sorted(config.non_retryable_http_codes),
         )
         self.default_policy = self._policy_from(
             "default",
