@@ -9,6 +9,7 @@ from typing import Any
 
 import psutil
 import scrapy
+from chromium import LAUNCH_OPTIONS
 from scrapy import signals as scrapy_signals
 from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
 from scrapy.exceptions import DontCloseSpider
@@ -22,20 +23,6 @@ from scrapy_resilience.abort import OUTCOME_ORDER, OutcomeMiddleware
 from scrapy_resilience.monitor import MonitorExtension
 from scrapy_resilience.playwright_bridge import ResilientPlaywrightDownloadHandler
 from scrapy_resilience.retry import RetryMiddleware
-
-LAUNCH_OPTIONS = {
-    "executable_path": "/usr/bin/chromium",
-    "headless": True,
-    "args": [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ],
-}
 
 
 def browser_settings(**extra: Any) -> dict[str, Any]:

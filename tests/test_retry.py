@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from chromium import LAUNCH_OPTIONS
 from retry_helpers import CatalogueSpider, UrlsSpider, crawl, hits, loopback_only_resolver
 from scrapy.exceptions import NotConfigured
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -260,19 +261,7 @@ PLAYWRIGHT = {
         "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
         "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
     },
-    "PLAYWRIGHT_LAUNCH_OPTIONS": {
-        "executable_path": "/usr/bin/chromium",
-        "headless": True,
-        "args": [
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ],
-    },
+    "PLAYWRIGHT_LAUNCH_OPTIONS": LAUNCH_OPTIONS,
     "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": 1000,
 }
 
