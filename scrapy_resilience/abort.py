@@ -219,7 +219,7 @@ class AbortSteps:
         self, actions: tuple[AbortAction, ...], reason: str, detail: dict[str, Any], document: dict[str, Any]
     ) -> dict[str, str]:
         steps = {
-            AbortActionType.SAVE_STATE: self.save_state,
+            AbortActionType.SAVE_STATE: lambda: self.save_state(reason),
             AbortActionType.LOG_EVENT: lambda: self.log_event(reason, detail),
             AbortActionType.NOTIFY: lambda: self.notify(reason, document),
             AbortActionType.CLEANUP: self.cleanup,
@@ -232,12 +232,12 @@ class AbortSteps:
             await halt.force_stop(self.crawler, reason, timeout)
         return outcomes
 
-    async def save_state(self) -> None:
+    async def save_state(self, reason: str) -> None:
         checkpoints = self.checkpoints()
         if checkpoints is not None:
             # Shielded: a checkpoint that outlasts the step's timeout is left to
             # finish (the next step runs), never cancelled halfway.
-            await asyncio.shield(asyncio.ensure_future(checkpoints.save_checkpoint()))
+            await asyncio.shield(asyncio.ensure_future(checkpoints.save_checkpoint(reason)))
 
     async def log_event(self, reason: str, detail: dict[str, Any]) -> None:
         get_recorder(self.crawler).record(

@@ -109,11 +109,16 @@ class CheckpointExtension:
             if isinstance(result, Awaitable):
                 deferred_from_coro(_awaited(result))
 
-    async def save_checkpoint(self) -> Checkpoint | None:
-        """Write a checkpoint now (the monitor's SAVE_STATE); None if the spider is not running."""
+    async def save_checkpoint(self, reason: str | None = None) -> Checkpoint | None:
+        """Write a checkpoint now (the monitor's SAVE_STATE); None if the spider is not running.
+
+        ``reason`` is why the crawl is being stopped: recorded as the
+        checkpoint's ``close_reason`` so that, should the close itself never
+        finish and the process be forced down, the supervisor still knows it.
+        """
         if self.job is None or self._closed:
             return None
-        return await self._save(final=False, reason=None)
+        return await self._save(final=False, reason=reason)
 
     # -- resume ----------------------------------------------------------------------
 

@@ -396,3 +396,5 @@ def test_a_close_that_hangs_is_forced_after_the_shutdown_timeout(scrapy_project_
     loaded = open_store(job).load_latest()
     assert loaded is not None
     assert progress_of(loaded.checkpoint)["pending"] >= 1
+    # ... and it names the reason, which the supervisor reads when the close never finished.
+    assert loaded.checkpoint.data.job_state["close_reason"] == "resilience_failure_rate"
