@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 PYTHON ?= python3
 
-.PHONY: install chromium demo test lint
+.PHONY: install chromium demo test lint coverage
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[test]'
@@ -15,8 +15,12 @@ chromium:
 demo: install chromium
 	$(PYTHON) example_project/demo.py
 
-test: install chromium
+test: install chromium lint
 	$(PYTHON) -m pytest -q
+
+coverage: install chromium
+	$(PYTHON) -m coverage run -m pytest -q
+	$(PYTHON) -m coverage report --skip-covered
 
 lint:
 	$(PYTHON) -m ruff check scrapy_resilience tests benchmarks example_project
