@@ -127,10 +127,15 @@ def child(mode: str, site: str, size: int, job: str) -> None:
     async def measure() -> None:
         probe = Probe()
         scheduler = crawler.engine.scheduler
-        # All pending: scheduled, or put back at resume (less the one hanging in the downloader).
-        target = crawler.stats.get_value(RESUME_REQUESTS_RESTORED, 1) - 1 if mode == "resume" else size
-        while len(scheduler) < target:
-            await sleep(0.05)
+        # All pending: scheduled, or put back at resume (some of those are back in the downloader).
+        downloader = crawler.engine.downloader
+        if mode == "resume":
+            restored = crawler.stats.get_value(RESUME_REQUESTS_RESTORED, 0)
+            while len(scheduler) + len(downloader.active) < restored:
+                await sleep(0.05)
+        else:
+            while len(scheduler) < size:
+                await sleep(0.05)
         figures["pending"] = len(scheduler)
         # Scheduling N requests (or putting them back) stalls any Scrapy: full GC passes over them.
         figures["schedule_stall_ms"], figures["schedule_gc_ms"] = probe.worst * 1000, probe.worst_gc * 1000
