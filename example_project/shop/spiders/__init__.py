@@ -7,6 +7,13 @@ from typing import Any
 import scrapy
 from scrapy.http import TextResponse
 
+# Only the browser spiders route downloads through scrapy-playwright (the
+# add-on swaps in its own subclass), so the plain HTTP ones start no driver.
+PLAYWRIGHT_HANDLERS = {
+    "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+    "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+}
+
 
 class DemoSiteSpider(scrapy.Spider):
     """A spider of the demo shop: its base URL is `-a site=URL`, else the DEMO_SITE_URL setting."""

@@ -9,7 +9,7 @@ import scrapy
 from scrapy.http import TextResponse
 from scrapy_playwright.page import PageMethod
 
-from shop.spiders import DemoSiteSpider
+from shop.spiders import PLAYWRIGHT_HANDLERS, DemoSiteSpider
 
 # The list pages render their links after a short delay. The second selector
 # matches a page without a catalogue (an error page during an outage, say), so
@@ -22,11 +22,7 @@ class JsCatalogueSpider(DemoSiteSpider):
 
     name = "js_catalogue"
     custom_settings = {  # noqa: RUF012 (Scrapy declares it a plain class attribute)
-        # Only this spider needs a browser, so only it routes downloads through scrapy-playwright.
-        "DOWNLOAD_HANDLERS": {
-            "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
-            "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
-        },
+        "DOWNLOAD_HANDLERS": PLAYWRIGHT_HANDLERS,
         "CONCURRENT_REQUESTS": 4,
     }
 

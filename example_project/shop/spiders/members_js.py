@@ -9,7 +9,7 @@ import scrapy
 from scrapy.http import TextResponse
 from scrapy_playwright.page import PageMethod
 
-from shop.spiders import DemoSiteSpider
+from shop.spiders import PLAYWRIGHT_HANDLERS, DemoSiteSpider
 
 CHECKS = 30
 
@@ -19,10 +19,7 @@ class MembersJsSpider(DemoSiteSpider):
 
     name = "members_js"
     custom_settings = {  # noqa: RUF012 (Scrapy declares it a plain class attribute)
-        "DOWNLOAD_HANDLERS": {
-            "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
-            "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
-        },
+        "DOWNLOAD_HANDLERS": PLAYWRIGHT_HANDLERS,
         "CONCURRENT_REQUESTS": 2,
     }
 
