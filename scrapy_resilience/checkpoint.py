@@ -11,7 +11,7 @@ feeds and the segment, stores the sealed segments as delta sidecars
 ``store.CheckpointStore``. Nothing slow runs on the reactor thread.
 
 At ``spider_opened`` it loads the job (``resume.load_job``) and puts
-everything back: pending requests (through the start of the crawl, lazily),
+everything back: pending requests (``refill.RefillQueue``, as the scheduler drains),
 retries waiting for their backoff (re-held by our retry middleware), the
 duplicate filter, ``spider.state``, the stats counters and the providers'
 state. Requests in flight when the job died are put back one at a time, and
@@ -21,11 +21,10 @@ set aside as poison after enough deaths in a row.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience.frontier import _RESTORED_KEY, get_ledger, spider_middleware
 from scrapy_resilience.journal import JOURNAL_DIR, JournalWriter, segment_numbers
 from scrapy_resilience.models import Checkpoint, FailureCategory, FailureSeverity, RecoveryAction
+from scrapy_resilience.refill import RefillQueue
 from scrapy_resilience.resume import DEFAULT_POISON_CRASHES, LoadedJob, Suspect, load_job
 from scrapy_resilience.sealing import Sealer, repair_feeds, restore_stats, snapshot_stats
 from scrapy_resilience.settings import AbortConfig, CheckpointConfig
@@ -75,6 +75,7 @@ class CheckpointExtension:
         self._probing: str | None = None
         self._probe_started = 0.0
         self.job: LoadedJob | None = None
+        self.refill: RefillQueue | None = None
         self.crashes = 0  # consecutive runs of this job that died, known at spider_opened
         self.runs = 1
         self._started = time.monotonic()
@@ -154,20 +155,19 @@ class CheckpointExtension:
                 result = self._providers[name][1](value)
                 if isinstance(result, Awaitable):
                     await result
-        pending = self._stream(job)
         held = [(self._restored(record, changed=True), float(record["n"])) for record in job.held]
         middleware = spider_middleware(self.crawler)
         if middleware is not None:
-            middleware.restored = pending
             middleware.start_seen = job.replay.start_seen
-        else:  # listed by hand without our spider middleware: put everything back now
-            for request in pending:
-                self.crawler.engine.crawl(request)
         for suspect in job.poison:
             self._set_aside(suspect)
         self._probes = list(job.suspects)
         self._probe_next()
         restored = len(job.replay.pending) + len(held) + len(job.suspects)
+        # Kept here: the signals hold only a weak reference to it.
+        self.refill = RefillQueue(self.crawler, job.replay.pending,
+                                  lambda key, record: self._restored(record, changed=key in job.changed))
+        self.refill.start()
         for request, not_before in held:
             self._hold(request, not_before)
         self.crawler.stats.inc_value(stats.RESUME_COUNT)
@@ -183,18 +183,6 @@ class CheckpointExtension:
             job.corrupted, restored, len(job.replay.in_flight) if job.crashes else 0, len(held),
             len(job.suspects), len(job.poison), len(job.replay.seen), self.runs, job.crashes,
         )
-
-    def _stream(self, job: LoadedJob) -> Iterator[Request]:
-        # Lazily, so that a million requests cost neither a long stall nor a second copy in memory.
-        pending = job.replay.pending
-        while pending:
-            key, line = pending.popitem()
-            try:
-                request = self._restored(json.loads(line), changed=key in job.changed)
-            except Exception:  # a damaged journal line, or a callback the spider no longer has
-                logger.exception("Request %s of the journal cannot be restored; skipped: %.300s", key, line)
-                continue
-            yield request
 
     def _restored(self, record: dict[str, Any], *, changed: bool) -> Request:
         request = codec.decode_request(record["r"], self.crawler.spider)

@@ -24,13 +24,12 @@ from __future__ import annotations
 import itertools
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import IO, Any
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FeedExporter
-from scrapy.utils.asyncio import sleep
 
 from scrapy_resilience import codec, stats
 from scrapy_resilience import signals as resilience_signals
@@ -47,7 +46,6 @@ START_KEY = "resilience_start"  # meta: a request of the spider's start(), to sk
 _RESTORED_KEY = "_resilience_restored"
 OWN_KEYS = (ID_KEY, CRASHES_KEY, START_KEY, _RESTORED_KEY)
 _FLUSH_LINES = 10_000  # hand the buffer to the writer at this size even between sweeps
-_YIELD_EVERY = 100  # restored requests put back per turn of the event loop
 LEDGER_ORDER = 10  # both middlewares: before every built-in downloader middleware (the first is at 50)
 
 
@@ -307,9 +305,8 @@ class LedgerSpiderMiddleware:
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
-        # Filled at resume by the checkpoint extension: restored requests go
-        # first, then start requests whose fingerprint was not handled before.
-        self.restored: Iterable[Request] = ()
+        # Filled at resume by the checkpoint extension: the fingerprints of the
+        # start requests handled in earlier runs.
         self.start_seen: set[bytes] = set()
         _middlewares[crawler] = self
 
@@ -318,13 +315,6 @@ class LedgerSpiderMiddleware:
         return cls(crawler)
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        for count, request in enumerate(self.restored, 1):
-            yield request
-            if count % _YIELD_EVERY == 0:
-                # The engine reads start() without yielding to the event loop while
-                # the downloader is busy: a million restored requests would stall it.
-                await sleep(0)
-        self.restored = ()
         fingerprint = self.crawler.request_fingerprinter.fingerprint
         async for item_or_request in start:
             if isinstance(item_or_request, Request):

@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 from scrapy import Request, Spider
 from scrapy import signals as scrapy_signals
-from scrapy.exceptions import NotConfigured
+from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
@@ -21,6 +21,7 @@ from scrapy_resilience import stats
 from scrapy_resilience.checkpoint import CheckpointExtension
 from scrapy_resilience.frontier import ID_KEY
 from scrapy_resilience.models import Checkpoint, CheckpointStatus
+from scrapy_resilience.refill import BATCH
 from scrapy_resilience.resume import requests_done
 from scrapy_resilience.store import CheckpointStore
 
@@ -116,6 +117,49 @@ async def test_spider_state_and_stats_restored(demo_site: Any, tmp_path: Path) -
     assert second.stats.get_value("item_scraped_count") == 30 - ignored
     assert second.stats.get_value(stats.RESUME_COUNT) == 1
     assert second.stats.get_value(stats.RESUME_REQUESTS_RESTORED) > 0
+
+
+class ManySpider(Spider):
+    """1,500 product pages from start(); records the URLs it got and the longest the scheduler grew."""
+
+    name = "many"
+    fetched: list[str]
+    longest_queue = 0
+
+    def __init__(self, site: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site, self.fetched = site, []
+
+    async def start(self) -> AsyncIterator[Request]:
+        self.crawler.signals.connect(self.on_scheduled, signal=scrapy_signals.request_scheduled)
+        for i in range(1500):
+            yield Request(f"{self.site}/product/{i}.html", callback=self.parse_product)
+
+    def on_scheduled(self) -> None:
+        self.longest_queue = max(self.longest_queue, len(self.crawler.engine.scheduler))
+
+    def parse_product(self, response: Response) -> None:
+        self.fetched.append(response.url)
+        if len(self.fetched) == 20 and not self.crawler.stats.get_value(stats.RESUME_COUNT):
+            raise CloseSpider("enough")  # stops the first run with nearly all of the 1,500 pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_big_frontier_refills_the_scheduler_as_it_drains(demo_site: Any, tmp_path: Path) -> None:
+    """Thousands of restored requests wait in the refill queue, not in the scheduler; each is fetched once."""
+    settings = {"RESILIENCE_CHECKPOINT_DIR": str(tmp_path / "job"), "HTTPERROR_ALLOW_ALL": True,
+                "CONCURRENT_REQUESTS": 16, "CONCURRENT_REQUESTS_PER_DOMAIN": 16}
+    first = await crawl(ManySpider, settings, site=demo_site.url)
+    assert first.stats.get_value("finish_reason") == "enough"
+    assert first.spider.longest_queue > 1400  # the first run held nearly all of them
+    second = await crawl(ManySpider, settings, site=demo_site.url)
+    assert second.stats.get_value("finish_reason") == "finished"
+    assert second.stats.get_value(stats.RESUME_REQUESTS_RESTORED) >= 1500 - len(first.spider.fetched)
+    refill = second.get_extension(CheckpointExtension).refill
+    assert len(refill) == 0
+    assert second.spider.longest_queue <= refill.low_water + BATCH
+    fetched = first.spider.fetched + second.spider.fetched
+    assert sorted(fetched) == sorted(f"{demo_site.url}/product/{i}.html" for i in range(1500))
 
 
 class ProviderSpider(PagesSpider):
