@@ -242,6 +242,9 @@ def main() -> None:
                           f"{rates[variant][-1][1]:.1f} pages per CPU second")
     finally:
         site.stop()
+    if not args.rounds:
+        return
+
     def ratio(variant: str, base: str, index: int) -> float:
         return statistics.median(r[index] for r in rates[variant]) / statistics.median(r[index] for r in rates[base])
 

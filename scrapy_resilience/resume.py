@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from scrapy_resilience.frontier import CRASHES_KEY
-from scrapy_resilience.journal import JOURNAL_DIR, Replay, count_done, segment_numbers, segment_path
+from scrapy_resilience.journal import JOURNAL_DIR, Replay, count_done, read_lines, segment_numbers, segment_path
 from scrapy_resilience.models import Checkpoint
 from scrapy_resilience.store import CheckpointStore, SidecarRef
 
@@ -85,7 +85,7 @@ def requests_done(directory: Path) -> int:
 
 def _lines(handle: Any) -> Iterator[bytes]:
     with handle:
-        yield from handle
+        yield from read_lines(handle)
 
 
 def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> LoadedJob:
@@ -105,7 +105,7 @@ def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> Lo
     for number in segment_numbers(journal_dir):
         if number > upto:
             with segment_path(journal_dir, number).open("rb") as handle:
-                replay.feed(handle)
+                replay.feed(read_lines(handle))
     tail_runs = replay.runs - runs_before
     state = checkpoint.data.job_state if checkpoint is not None else {}
     if checkpoint is None:

@@ -25,7 +25,14 @@ from urllib.parse import urlparse
 import psutil
 
 from scrapy_resilience import codec, stats
-from scrapy_resilience.journal import JOURNAL_DIR, Replay, fingerprint_lines, segment_numbers, segment_path
+from scrapy_resilience.journal import (
+    JOURNAL_DIR,
+    Replay,
+    fingerprint_lines,
+    read_lines,
+    segment_numbers,
+    segment_path,
+)
 from scrapy_resilience.models import (
     Checkpoint,
     CheckpointData,
@@ -119,13 +126,13 @@ class Sealer:
         replay = Replay(fingerprints=False)  # fingerprints are streamed over, not collected
         for name in names:
             with self.store.open_sidecar(self.chain[name]) as handle:
-                replay.feed(handle)
+                replay.feed(read_lines(handle))
 
         def base() -> Iterator[bytes]:
             yield from replay.frontier_lines()
             for name in names:
                 with self.store.open_sidecar(self.chain[name]) as handle:
-                    yield from fingerprint_lines(handle)
+                    yield from fingerprint_lines(read_lines(handle))
 
         self.chain = {"base": self.store.write_sidecar("base", base())}
         pending = len(replay.pending)
@@ -138,7 +145,7 @@ def _concatenated(store: CheckpointStore, refs: list[SidecarRef]) -> Iterator[by
         with store.open_sidecar(ref) as handle:
             # Complete lines only: a delta may end with a line torn by a kill,
             # which must not swallow the first line of the next one.
-            yield from (line for line in handle if line.endswith(b"\n"))
+            yield from (line for line in read_lines(handle) if line.endswith(b"\n"))
 
 
 def _session_ids(browser_state: Mapping[str, Any]) -> tuple[str, ...]:
