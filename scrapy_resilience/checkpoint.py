@@ -40,6 +40,7 @@ from twisted.internet.threads import deferToThread
 from scrapy_resilience import codec, stats
 from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience.frontier import _RESTORED_KEY, get_ledger, spider_middleware
+from scrapy_resilience.joblock import JobLock
 from scrapy_resilience.journal import JOURNAL_DIR, JournalWriter, segment_numbers
 from scrapy_resilience.models import Checkpoint, FailureCategory, FailureSeverity, RecoveryAction
 from scrapy_resilience.refill import RefillQueue
@@ -66,6 +67,9 @@ class CheckpointExtension:
         self.directory = Path(self.config.directory or "")
         self.journal_dir = self.directory / JOURNAL_DIR
         self.ledger = get_ledger(crawler)
+        # Before anything in the directory is read, repaired or cleaned up.
+        self.job_lock = JobLock(self.directory)
+        self.job_lock.acquire()
         self.sealer = Sealer(self.directory, job_id=self.config.job_id or crawler.spidercls.name,
                              retention=self.config.retention, compress=self.config.compress)
         self._providers: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]] = {}
@@ -259,6 +263,7 @@ class CheckpointExtension:
             if loop.running:
                 loop.stop()
         if self.job is None:
+            self.job_lock.release()
             return
         try:
             await self._save(final=True, reason=reason)
@@ -266,6 +271,7 @@ class CheckpointExtension:
             if self.ledger.writer is not None:
                 self.ledger.flush()
                 await in_thread(self.ledger.writer.close)
+            self.job_lock.release()
 
     async def _save(self, *, final: bool, reason: str | None) -> Checkpoint | None:
         await maybe_deferred_to_future(self._lock.acquire())

@@ -33,3 +33,7 @@ class IllegalTransition(ResilienceError):
 
 class UnserializableRequestError(ResilienceError):
     """A request holds a value in meta or cb_kwargs that cannot be checkpointed."""
+
+
+class JobLockedError(ResilienceError):
+    """The job directory is in use by another crawl (it holds ``DIR/lock``)."""
