@@ -14,8 +14,8 @@ At ``spider_opened`` it loads the job (``resume.load_job``) and puts
 everything back: pending requests (``refill.RefillQueue``, as the scheduler drains),
 retries waiting for their backoff (re-held by our retry middleware), the
 duplicate filter, ``spider.state``, the stats counters and the providers'
-state. Requests in flight when the job died are put back one at a time, and
-set aside as poison after enough deaths in a row.
+state. Requests in flight when the job died again and again are put back one
+at a time, or set aside as poison (``suspects.SuspectProbe``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DontCloseSpider, NotConfigured
+from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from scrapy.utils.log import failure_to_exc_info
@@ -42,15 +42,15 @@ from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience.frontier import _RESTORED_KEY, get_ledger, spider_middleware
 from scrapy_resilience.joblock import JobLock
 from scrapy_resilience.journal import JOURNAL_DIR, JournalWriter, segment_numbers
-from scrapy_resilience.models import Checkpoint, FailureCategory, FailureSeverity, RecoveryAction
+from scrapy_resilience.models import Checkpoint
 from scrapy_resilience.refill import RefillQueue
-from scrapy_resilience.resume import DEFAULT_POISON_CRASHES, LoadedJob, Suspect, load_job
+from scrapy_resilience.resume import DEFAULT_POISON_CRASHES, LoadedJob, load_job
 from scrapy_resilience.sealing import Sealer, repair_feeds, restore_stats, snapshot_stats
 from scrapy_resilience.settings import AbortConfig, CheckpointConfig
+from scrapy_resilience.suspects import SuspectProbe
 
 logger = logging.getLogger(__name__)
 
-PROBE_PATIENCE = 10.0  # seconds an idle spider waits for a suspect that never reached the engine
 SWEEP_INTERVAL = 0.2  # seconds between "done" sweeps: the most a killed crawl redoes beyond what was in flight
 
 
@@ -67,6 +67,7 @@ class CheckpointExtension:
         self.directory = Path(self.config.directory or "")
         self.journal_dir = self.directory / JOURNAL_DIR
         self.ledger = get_ledger(crawler)
+        self.suspects = SuspectProbe(crawler, self.ledger, lambda record: self._restored(record, changed=True))
         # Before anything in the directory is read, repaired or cleaned up.
         self.job_lock = JobLock(self.directory)
         self.job_lock.acquire()
@@ -75,9 +76,6 @@ class CheckpointExtension:
         self._providers: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]] = {}
         self._lock = DeferredLock()
         self._loops: list[Any] = []
-        self._probes: list[Suspect] = []
-        self._probing: str | None = None
-        self._probe_started = 0.0
         self.job: LoadedJob | None = None
         self.refill: RefillQueue | None = None
         self.crashes = 0  # consecutive runs of this job that died, known at spider_opened
@@ -91,7 +89,6 @@ class CheckpointExtension:
             repair_feeds(crawler.settings)
         crawler.signals.connect(self._spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
-        crawler.signals.connect(self._spider_idle, signal=signals.spider_idle)
         crawler.signals.connect(self._failure_recorded, signal=resilience_signals.failure_recorded)
 
     @classmethod
@@ -136,7 +133,6 @@ class CheckpointExtension:
         self.ledger.run = self.runs
         self.ledger.append({"run": self.runs, "pid": os.getpid(), "t": time.time()})
         self.ledger.writer = await in_thread(JournalWriter, self.journal_dir, first)
-        self.ledger.on_done = self._probe_done
         self.ledger.flush()
         if not hasattr(spider, "state"):
             spider.state = {}
@@ -163,10 +159,7 @@ class CheckpointExtension:
         middleware = spider_middleware(self.crawler)
         if middleware is not None:
             middleware.start_seen = job.replay.start_seen
-        for suspect in job.poison:
-            self._set_aside(suspect)
-        self._probes = list(job.suspects)
-        self._probe_next()
+        self.suspects.start(job)
         restored = len(job.replay.pending) + len(held) + len(job.suspects)
         # Kept here: the signals hold only a weak reference to it.
         self.refill = RefillQueue(self.crawler, job.replay.pending,
@@ -201,51 +194,6 @@ class CheckpointExtension:
             self.crawler.engine.crawl(request)
         else:
             retry.hold(request, not_before)
-
-    def _set_aside(self, suspect: Suspect) -> None:
-        from scrapy_resilience.recorder import get_recorder
-
-        url = suspect.record["r"]["url"]
-        self.ledger.append({"p": suspect.key})
-        self.crawler.stats.inc_value(stats.POISON_SET_ASIDE)
-        get_recorder(self.crawler).record(
-            category=FailureCategory.APPLICATION, severity=FailureSeverity.HIGH,
-            recovery_action=RecoveryAction.MANUAL, source="checkpoint",
-            message=f"Poison request set aside: {url} was in flight each time the job died, "
-                    f"{suspect.crashes} runs in a row",
-            context={"url": url, "resilience_id": suspect.key, "crashes": suspect.crashes,
-                     "request": suspect.record["r"]},
-            correlation_id=suspect.key,
-        )
-        logger.error("Poison request %s set aside after %d crashes in a row", url, suspect.crashes)
-
-    def _probe_next(self) -> None:
-        if self._probing is None and self._probes:
-            suspect = self._probes.pop(0)
-            self._probing, self._probe_started = suspect.key, time.monotonic()
-            self.crawler.engine.crawl(self._restored(suspect.record, changed=True))
-
-    def _probe_done(self, keys: list[str]) -> None:
-        # Called by the ledger after it journaled ``keys`` as done (or dropped,
-        # or held): the next suspect starts only once this one is settled.
-        if self._probing in keys:
-            self._probing = None
-            self._probe_next()
-
-    def _spider_idle(self) -> None:
-        if self._probing is None and not self._probes:
-            return
-        # The suspect being probed may have left the engine since the last
-        # sweep: journal it as done now (the sweep then starts the next one).
-        self.ledger.sweep()
-        idle_for = time.monotonic() - self._probe_started
-        if self._probing is not None and not self.ledger.is_flying(self._probing) and idle_for > PROBE_PATIENCE:
-            # Idle, and the suspect never got into the engine: something ignored
-            # it on the way (a middleware); do not keep the spider open for it.
-            self._probing = None
-            self._probe_next()
-        if self._probing is not None or self._probes:
-            raise DontCloseSpider
 
     # -- checkpoints -------------------------------------------------------------------
 
