@@ -7,6 +7,9 @@ duplicate filter, the queue) and keeps every one as a ``Request`` object
 journal lines they were restored from, a few hundred bytes each, and are
 decoded and scheduled in small batches whenever the scheduler holds fewer
 than ``low_water`` requests: a frontier read on demand, as a disk queue is.
+One more is scheduled for every request that leaves the scheduler, however
+full it is, so that new requests found by the resumed crawl never starve the
+restored ones: those drain at least as fast as the crawl goes.
 
 A request waiting here is still pending as far as the job is concerned: its
 ``"a"`` line is in the checkpoint and nothing marks it done, so a checkpoint
@@ -43,6 +46,7 @@ class RefillQueue:
         # Enough that the downloader never waits for the next batch between two dequeues.
         self.low_water = max(1000, 4 * crawler.settings.getint("CONCURRENT_REQUESTS"))
         self._call: Any = None
+        self._owed = 0  # requests that left the scheduler since the last refill: as many restored ones are due
         crawler.signals.connect(self._dequeued, signal=signals.request_reached_downloader)
         crawler.signals.connect(self._idle, signal=signals.spider_idle)
 
@@ -71,7 +75,11 @@ class RefillQueue:
         if engine is None or not engine.running:
             return
         for _ in range(BATCH):
-            if not self.pending or self._queued() >= self.low_water:
+            if not self.pending:
+                return
+            if self._owed:
+                self._owed -= 1
+            elif self._queued() >= self.low_water:
                 return
             key, line = self.pending.popitem()
             try:
@@ -83,7 +91,8 @@ class RefillQueue:
         self._refill_soon()
 
     def _dequeued(self) -> None:
-        if self.pending and self._queued() < self.low_water:
+        if self.pending:
+            self._owed += 1
             self._refill_soon()
 
     def _idle(self) -> None:
