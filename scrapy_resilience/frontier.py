@@ -30,6 +30,7 @@ from typing import IO, Any
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FeedExporter
+from scrapy.utils.asyncio import sleep
 
 from scrapy_resilience import codec, stats
 from scrapy_resilience import signals as resilience_signals
@@ -46,6 +47,7 @@ START_KEY = "resilience_start"  # meta: a request of the spider's start(), to sk
 _RESTORED_KEY = "_resilience_restored"
 OWN_KEYS = (ID_KEY, CRASHES_KEY, START_KEY, _RESTORED_KEY)
 _FLUSH_LINES = 10_000  # hand the buffer to the writer at this size even between sweeps
+_YIELD_EVERY = 100  # start requests skipped per turn of the event loop
 LEDGER_ORDER = 10  # both middlewares: before every built-in downloader middleware (the first is at 50)
 
 
@@ -316,9 +318,15 @@ class LedgerSpiderMiddleware:
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
         fingerprint = self.crawler.request_fingerprinter.fingerprint
+        skipped = 0
         async for item_or_request in start:
             if isinstance(item_or_request, Request):
                 if self.start_seen and fingerprint(item_or_request) in self.start_seen:
+                    skipped += 1
+                    if skipped % _YIELD_EVERY == 0:
+                        # A resumed crawl may skip a million start requests in a row, and
+                        # the engine reads start() without yielding while the downloader is full.
+                        await sleep(0)
                     continue
                 item_or_request.meta[START_KEY] = True
             yield item_or_request

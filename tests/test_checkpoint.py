@@ -14,6 +14,7 @@ from scrapy import Request, Spider
 from scrapy import signals as scrapy_signals
 from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.http import Response
+from scrapy.utils.asyncio import call_later
 from scrapy.utils.test import get_crawler
 
 from scrapy_resilience import signals as resilience_signals
@@ -198,6 +199,42 @@ async def test_restored_requests_are_not_starved_by_new_ones(demo_site: Any, tmp
     restored = [url for url in first_300 if "fresh" not in url]
     # About 100 with one restored request owed per dequeue; about 30 (the first fill) without.
     assert len(restored) >= 60, f"only {len(restored)} restored pages among the first 300 fetched"
+
+
+class StartSpider(Spider):
+    """3,000 product pages from start(); notes how far start() had got when the event loop first ran."""
+
+    name = "start"
+    loop_ran_at: int | None = None
+
+    def __init__(self, site: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site, self.fetched, self.yielded = site, 0, 0
+
+    async def start(self) -> AsyncIterator[Request]:
+        call_later(0, self.loop_ran)
+        for i in range(3000):
+            self.yielded = i
+            yield Request(f"{self.site}/product/{i}.html?start=1", callback=self.parse_product)
+
+    def loop_ran(self) -> None:
+        self.loop_ran_at = self.yielded
+
+    def parse_product(self, response: Response) -> None:
+        self.fetched += 1
+        if self.fetched == 10:
+            raise CloseSpider("enough")
+
+
+@pytest_twisted.ensureDeferred
+async def test_skipping_handled_start_requests_lets_the_event_loop_run(demo_site: Any, tmp_path: Path) -> None:
+    """A resumed start() whose requests were all handled is skipped in steps, not in one long stall."""
+    settings = {"RESILIENCE_CHECKPOINT_DIR": str(tmp_path / "job"), "HTTPERROR_ALLOW_ALL": True}
+    first = await crawl(StartSpider, settings, site=demo_site.url)
+    assert first.stats.get_value("scheduler/enqueued") >= 3000  # every start request was handled
+    second = await crawl(StartSpider, settings, site=demo_site.url)
+    assert second.stats.get_value(stats.RESUME_COUNT) == 1
+    assert second.spider.loop_ran_at is not None and second.spider.loop_ran_at < 1000
 
 
 class ProviderSpider(PagesSpider):
