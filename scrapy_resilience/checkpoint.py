@@ -51,7 +51,7 @@ from scrapy_resilience.suspects import SuspectProbe
 
 logger = logging.getLogger(__name__)
 
-SWEEP_INTERVAL = 0.2  # seconds between "done" sweeps: the most a killed crawl redoes beyond what was in flight
+SWEEP_INTERVAL = 0.05  # seconds between "done" sweeps: the most a killed crawl redoes beyond what was in flight
 
 
 class CheckpointExtension:
