@@ -5,7 +5,8 @@ seeded random instants (after a random number of new items), started again
 each time with the same directory, then run to its end. Items are counted in
 a FEEDS JSON lines file, as users read them. Prints, for each variant, the
 items the uninterrupted crawl has and the killed-and-resumed one lacks, the
-duplicates, and how the last run ended.
+duplicates, the pages fetched more than once (the site's request log), and
+how the last run ended.
 
     python benchmarks/bench_jobdir_kill.py [--kills 3] [--products 3000] [--seed 7]
 """
@@ -97,13 +98,17 @@ def main() -> None:
         expected = {str(n) for n in range(1, info["products"] + 1)} - {str(n) for n in info["dead"]}
         with tempfile.TemporaryDirectory() as tmp:
             for variant in VARIANTS:
+                logged = len(site.log())
                 outcome = scenario(site.url, variant, args.kills, args.seed, Path(tmp))
+                fetched = Counter(entry["path"] for entry in site.log(logged))
+                again = sum(count - 1 for count in fetched.values())
                 found = Counter(outcome["skus"])
                 missing = expected - set(found)
                 duplicates = sum(count - 1 for count in found.values())
                 print(f"{variant:<18} killed {args.kills} times, then run to its end: "
                       f"{len(expected) - len(missing):,} of {len(expected):,} items "
-                      f"({len(missing):,} lost, {100 * len(missing) / len(expected):.1f}%), {duplicates:,} duplicates; "
+                      f"({len(missing):,} lost, {100 * len(missing) / len(expected):.1f}%), {duplicates:,} duplicates, "
+                      f"{again:,} pages fetched more than once; "
                       f"the last run scraped {outcome['last_run_items']:,} items and ended '{outcome['ended']}'")
     finally:
         site.stop()
