@@ -38,7 +38,7 @@ from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 
-from scrapy_resilience import halt, signals
+from scrapy_resilience import browsers, halt, signals
 from scrapy_resilience.models import (
     AbortAction,
     AbortActionType,
@@ -258,10 +258,11 @@ class AbortSteps:
             logger.info("Abort notification sent to %s: HTTP %s", self.notify_url, status)
 
     async def cleanup(self) -> None:
-        # Imported here: playwright is loaded only when a crawl has browsers to close.
+        self.stop_readings()
+        if not browsers.loaded():
+            return
         from scrapy_resilience.playwright_bridge import close_contexts, playwright_handlers
 
-        self.stop_readings()
         for handler in playwright_handlers(self.crawler):
             await close_contexts(handler)
 

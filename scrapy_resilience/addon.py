@@ -10,6 +10,7 @@ from __future__ import annotations
 from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
 from scrapy.settings import BaseSettings
 
+from scrapy_resilience import browsers
 from scrapy_resilience import settings as resilience_settings
 
 # Where our retry middleware sits: the place of Scrapy's own (550), so that
@@ -26,7 +27,6 @@ class Addon:
         from scrapy_resilience.abort import OUTCOME_ORDER, OutcomeMiddleware
         from scrapy_resilience.checkpoint import CheckpointExtension
         from scrapy_resilience.monitor import MonitorExtension
-        from scrapy_resilience.playwright_bridge import swap_download_handlers
         from scrapy_resilience.retry import RetryMiddleware
         from scrapy_resilience.sessions import SessionsExtension
 
@@ -55,4 +55,7 @@ class Addon:
             settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", OutcomeMiddleware, OUTCOME_ORDER)
         # Browser requests get DOWNLOAD_TIMEOUT ("no request waits forever"), crash
         # reports and session carry-over: scrapy-playwright's own handler has none of them.
-        swap_download_handlers(settings)
+        if browsers.configured(settings.getdict("DOWNLOAD_HANDLERS").values()):
+            from scrapy_resilience.playwright_bridge import swap_download_handlers
+
+            swap_download_handlers(settings)

@@ -29,7 +29,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 
-from scrapy_resilience import abort, halt, resources, signals, stats
+from scrapy_resilience import abort, browsers, halt, resources, signals, stats
 from scrapy_resilience.models import (
     AbortActionType,
     FailureCategory,
@@ -204,6 +204,8 @@ class MonitorExtension:
     # -- browsers ---------------------------------------------------------------
 
     def _handlers(self) -> list[Any]:
+        if not browsers.loaded():
+            return []
         from scrapy_resilience import playwright_bridge  # imports playwright: only when browsers are in use
 
         return playwright_bridge.playwright_handlers(self.crawler)

@@ -30,7 +30,7 @@ from scrapy.downloadermiddlewares.cookies import CookiesMiddleware
 from scrapy.exceptions import NotConfigured
 from scrapy.http.cookies import CookieJar
 
-from scrapy_resilience import playwright_bridge
+from scrapy_resilience import browsers
 from scrapy_resilience.settings import CheckpointConfig
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class SessionsExtension:
 
     async def _save(self) -> dict[str, Any]:
         middleware = self._cookies()
-        contexts = await playwright_bridge.context_states(self.crawler)
+        contexts = await _context_states(self.crawler)
         for name, state in contexts.items():
             state["kwargs"] = self.context_kwargs.get(name, state.get("kwargs", {}))
         return {"cookiejars": jars_to_json(middleware.jars) if middleware else [], "contexts": contexts}
@@ -129,8 +129,24 @@ class SessionsExtension:
         contexts = saved.get("contexts", {})
         for name, state in contexts.items():
             self.context_kwargs.setdefault(name, state.get("kwargs", {}))
-        restored = playwright_bridge.preload_contexts(self.crawler, contexts)
+        restored = _preload_contexts(self.crawler, contexts)
         logger.info("Sessions restored: %d cookies, %d browser contexts %s", cookies, restored, sorted(contexts))
+
+
+async def _context_states(crawler: Crawler) -> dict[str, dict[str, Any]]:
+    if not browsers.loaded():
+        return {}
+    from scrapy_resilience.playwright_bridge import context_states
+
+    return await context_states(crawler)
+
+
+def _preload_contexts(crawler: Crawler, contexts: dict[str, dict[str, Any]]) -> int:
+    if not browsers.loaded():
+        return 0
+    from scrapy_resilience.playwright_bridge import preload_contexts
+
+    return preload_contexts(crawler, contexts)
 
 
 def _json_only(kwargs: dict[str, Any]) -> dict[str, Any]:

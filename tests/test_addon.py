@@ -122,3 +122,19 @@ def test_crawler_process_script_with_the_addon(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "FINISHED" in result.stdout and "Spider closed (finished)" in result.stderr
+
+
+def test_playwright_is_imported_only_by_crawls_that_use_it():
+    """A plain HTTP crawl with the add-on never imports Playwright; one with its handler gets ours."""
+    script = (
+        "import sys\n"
+        "from scrapy.utils.test import get_crawler\n"
+        "settings = {'ADDONS': {'scrapy_resilience.Addon': 500}}\n"
+        "get_crawler(settings_dict=settings)\n"
+        "print('scrapy_playwright.handler' in sys.modules)\n"
+        "handler = 'scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler'\n"
+        "crawler = get_crawler(settings_dict={**settings, 'DOWNLOAD_HANDLERS': {'https': handler}})\n"
+        "print(crawler.settings.getdict('DOWNLOAD_HANDLERS')['https'].__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "ResilientPlaywrightDownloadHandler"]
