@@ -66,11 +66,11 @@ class CheckpointExtension:
         self.crawler = crawler
         self.directory = Path(self.config.directory or "")
         self.journal_dir = self.directory / JOURNAL_DIR
-        self.ledger = get_ledger(crawler)
-        self.suspects = SuspectProbe(crawler, self.ledger, lambda record: self._restored(record, changed=True))
         # Before anything in the directory is read, repaired or cleaned up.
         self.job_lock = JobLock(self.directory)
         self.job_lock.acquire()
+        self.ledger = get_ledger(crawler)
+        self.suspects = SuspectProbe(crawler, self.ledger, lambda record: self._restored(record, changed=True))
         self.sealer = Sealer(self.directory, job_id=self.config.job_id or crawler.spidercls.name,
                              retention=self.config.retention, compress=self.config.compress)
         self._providers: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]] = {}

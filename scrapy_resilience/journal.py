@@ -36,13 +36,12 @@ from typing import IO, Any
 
 import attrs
 
-from scrapy_resilience.fileio import FILE_MODE, ensure_private_dir
+from scrapy_resilience.fileio import FILE_MODE, ensure_private_dir, read_lines
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_DIR = "journal"  # the journal's folder in the job directory
 _SEGMENT_RE = re.compile(r"segment-(\d{8})\.jsonl")
-_READ_CHUNK = 1 << 20
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -61,24 +60,6 @@ def segment_numbers(directory: Path) -> list[int]:
 
 def segment_path(directory: Path, number: int) -> Path:
     return directory / f"segment-{number:08d}.jsonl"
-
-
-def read_lines(handle: IO[bytes]) -> Iterator[bytes]:
-    """The lines of ``handle``, each with its newline (a torn last one without), read a megabyte at a time.
-
-    Iterating over a file line by line in a worker thread stalls the reactor
-    thread for up to a tenth of a second at a time on a million lines
-    (measured: the GIL changes hands badly around the small buffered reads);
-    big reads split in memory do not.
-    """
-    rest = b""
-    while chunk := handle.read(_READ_CHUNK):
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            yield line + b"\n"
-    if rest:
-        yield rest
 
 
 def count_done(directory: Path, *, after: int) -> int:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from scrapy_resilience.fileio import read_lines
 from scrapy_resilience.frontier import CRASHES_KEY
-from scrapy_resilience.journal import JOURNAL_DIR, Replay, count_done, read_lines, segment_numbers, segment_path
+from scrapy_resilience.journal import JOURNAL_DIR, Replay, count_done, segment_numbers, segment_path
 from scrapy_resilience.models import Checkpoint
 from scrapy_resilience.store import CheckpointStore, SidecarRef
 
@@ -84,11 +84,6 @@ def requests_done(directory: Path) -> int:
     return int(state.get("requests_done", 0)) + count_done(Path(directory) / JOURNAL_DIR, after=upto)
 
 
-def _lines(handle: Any) -> Iterator[bytes]:
-    with handle:
-        yield from read_lines(handle)
-
-
 def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> LoadedJob:
     """Replay the newest valid checkpoint and the journal after it (blocking)."""
     loaded = store.load_latest()
@@ -99,7 +94,7 @@ def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> Lo
         chain = {name: ref for name, ref in loaded.sidecars.items() if name == "base" or name.startswith("delta-")}
         upto = int(checkpoint.data.job_state.get("journal_upto", 0))
         for name in sorted(chain, key=chain_order):
-            replay.feed(_lines(store.open_sidecar(chain[name])))
+            replay.feed(store.sidecar_lines(chain[name]))
     elif store.entries():
         corrupted = len(store.entries())  # every checkpoint is damaged: the journal is all there is
     runs_before = replay.runs

@@ -25,14 +25,7 @@ from urllib.parse import urlparse
 import psutil
 
 from scrapy_resilience import codec, stats
-from scrapy_resilience.journal import (
-    JOURNAL_DIR,
-    Replay,
-    fingerprint_lines,
-    read_lines,
-    segment_numbers,
-    segment_path,
-)
+from scrapy_resilience.journal import JOURNAL_DIR, Replay, fingerprint_lines, segment_numbers, segment_path
 from scrapy_resilience.models import (
     Checkpoint,
     CheckpointData,
@@ -125,14 +118,12 @@ class Sealer:
         names = sorted(self.chain, key=chain_order)
         replay = Replay(fingerprints=False)  # fingerprints are streamed over, not collected
         for name in names:
-            with self.store.open_sidecar(self.chain[name]) as handle:
-                replay.feed(read_lines(handle))
+            replay.feed(self.store.sidecar_lines(self.chain[name]))
 
         def base() -> Iterator[bytes]:
             yield from replay.frontier_lines()
             for name in names:
-                with self.store.open_sidecar(self.chain[name]) as handle:
-                    yield from fingerprint_lines(read_lines(handle))
+                yield from fingerprint_lines(self.store.sidecar_lines(self.chain[name]))
 
         self.chain = {"base": self.store.write_sidecar("base", base())}
         pending = len(replay.pending)
@@ -142,10 +133,9 @@ class Sealer:
 
 def _concatenated(store: CheckpointStore, refs: list[SidecarRef]) -> Iterator[bytes]:
     for ref in refs:
-        with store.open_sidecar(ref) as handle:
-            # Complete lines only: a delta may end with a line torn by a kill,
-            # which must not swallow the first line of the next one.
-            yield from (line for line in read_lines(handle) if line.endswith(b"\n"))
+        # Complete lines only: a delta may end with a line torn by a kill,
+        # which must not swallow the first line of the next one.
+        yield from (line for line in store.sidecar_lines(ref) if line.endswith(b"\n"))
 
 
 def _session_ids(browser_state: Mapping[str, Any]) -> tuple[str, ...]:

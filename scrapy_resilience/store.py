@@ -22,7 +22,7 @@ import gzip
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -39,6 +39,7 @@ from scrapy_resilience.fileio import (
     ensure_private_dir,
     fsync_dir,
     inflight_temporaries,
+    read_lines,
     sha256_of_file,
 )
 from scrapy_resilience.lifecycle import CheckpointLifecycle, CheckpointPhase
@@ -116,6 +117,11 @@ class CheckpointStore:
         if ref.file.endswith(".gz"):
             return cast(BinaryIO, gzip.open(path, "rb"))  # a GzipFile reads like any binary file
         return open(path, "rb")
+
+    def sidecar_lines(self, ref: SidecarRef) -> Iterator[bytes]:
+        """A sidecar's decompressed lines, read a block at a time (``fileio.read_lines``); blocking."""
+        with self.open_sidecar(ref) as handle:
+            yield from read_lines(handle)
 
     def commit(
         self,
