@@ -3,7 +3,9 @@
 * ``fail_queued_requests``: at the decision, requests that already passed
   every downloader middleware (so ``OutcomeMiddleware`` can no longer refuse
   them) may wait in a download slot's queue for a free transfer slot or the
-  slot's delay; they must not be sent either.
+  slot's delay, or have just left it for a transfer that has not started;
+  they must not be sent either (the second touch of the downloader's
+  internals: its ``handlers.download_request_async`` is replaced).
 * ``force_stop``: when the graceful close has not finished within
   ``RESILIENCE_ABORT_SHUTDOWN_TIMEOUT`` (a callback that never returns keeps
   the engine's slot open forever), the process is stopped as Scrapy stops it
@@ -44,6 +46,16 @@ def fail_queued_requests(downloader: Any, exception: Callable[[], Exception]) ->
             _request, deferred = slot.queue.popleft()
             deferred.errback(Failure(exception()))
             failed += 1
+
+    # A request popped from a slot's queue reaches its download handler only on
+    # the next turn of the event loop (``_process_queue`` schedules
+    # ``_wait_for_download`` as a task), so one popped just before the decision
+    # is in no queue now: it is refused where it would reach the handler, and
+    # fails the same way.
+    async def refuse(request: Any) -> Any:
+        raise exception()
+
+    downloader.handlers.download_request_async = refuse
     return failed
 
 
