@@ -57,7 +57,7 @@ def child(mode: str, site: str, size: int, job: str) -> None:
     started = time.perf_counter()  # times count from the process's start: imports and all
     from scrapy.utils.reactor import install_reactor
 
-    # Before anything imports twisted.internet.reactor (abort.py does, at import time).
+    # Before anything imports twisted.internet.reactor (monitor/actions.py does, at import time).
     install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
     import psutil
     from scrapy import Request, Spider, signals
@@ -122,7 +122,7 @@ def child(mode: str, site: str, size: int, job: str) -> None:
         settings |= {"ADDONS": {"scrapy_resilience.Addon": 500}, "RESILIENCE_CHECKPOINT_DIR": job,
                      "RESILIENCE_CHECKPOINT_INTERVAL": 86400, "RESILIENCE_MONITOR_ENABLED": False}
     crawler_process = CrawlerProcess(settings)  # installs the asyncio reactor: import our modules after it
-    from scrapy_resilience.checkpoint import CheckpointExtension
+    from scrapy_resilience.checkpoint.extension import CheckpointExtension
     from scrapy_resilience.stats import RESUME_REQUESTS_RESTORED
 
     crawler = crawler_process.create_crawler(FrontierSpider)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from playwright.async_api import async_playwright
 
-from scrapy_resilience.resources import Sampler
+from scrapy_resilience.monitor.resources import Sampler
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
 PAGE = "data:text/html," + "<p>" + "text " * 20000 + "</p><script>let a = [];for (let i=0;i<1e5;i++) a.push(i)</script>"

@@ -34,10 +34,10 @@ from typing import Any
 from scrapy import Request
 from scrapy.squeues import _PickleFifoSerializationDiskQueue
 
-from scrapy_resilience import codec
-from scrapy_resilience.models import CheckpointData, CheckpointMetadata, ProgressState
-from scrapy_resilience.serialization import checkpoint_to_document, compute_checksum
-from scrapy_resilience.store import CheckpointStore
+from scrapy_resilience.checkpoint import codec
+from scrapy_resilience.jobdir.store import CheckpointStore
+from scrapy_resilience.model.entities import CheckpointData, CheckpointMetadata, ProgressState
+from scrapy_resilience.model.serialization import checkpoint_to_document, compute_checksum
 
 
 def pending_request(index: int) -> Request:

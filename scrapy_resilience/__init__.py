@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that the store, the event log and the inspection command can be
-    # used (and imported quickly) without loading Scrapy.
+    # Lazy (start-up time): importing one part, the model or the inspection
+    # command say, does not load every component of the crawl.
     if name == "Addon":
         from scrapy_resilience.addon import Addon
 

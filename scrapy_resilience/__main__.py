@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from scrapy_resilience.commands.cli import main
+from scrapy_resilience.cli.parser import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

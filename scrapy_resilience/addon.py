@@ -10,8 +10,15 @@ from __future__ import annotations
 from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMiddleware
 from scrapy.settings import BaseSettings
 
-from scrapy_resilience import browsers
 from scrapy_resilience import settings as resilience_settings
+from scrapy_resilience.browser import detect as browsers
+from scrapy_resilience.checkpoint.dupefilter import ResilientDupeFilter
+from scrapy_resilience.checkpoint.extension import CheckpointExtension
+from scrapy_resilience.checkpoint.frontier import LEDGER_ORDER, LedgerDownloaderMiddleware, LedgerSpiderMiddleware
+from scrapy_resilience.checkpoint.sessions import SessionsExtension
+from scrapy_resilience.monitor.extension import MonitorExtension
+from scrapy_resilience.monitor.outcome import OUTCOME_ORDER, OutcomeMiddleware
+from scrapy_resilience.retry.middleware import RetryMiddleware
 
 # Where our retry middleware sits: the place of Scrapy's own (550), so that
 # redirects, cookies and the rest of the stack see retries as they always did.
@@ -22,14 +29,6 @@ SESSIONS_ORDER = -10
 class Addon:
     def update_settings(self, settings: BaseSettings) -> None:
         resilience_settings.validate_all(settings)
-        # Imported here: the components import Scrapy machinery that the
-        # add-on's module must not pull in when only the settings are read.
-        from scrapy_resilience.abort import OUTCOME_ORDER, OutcomeMiddleware
-        from scrapy_resilience.checkpoint import CheckpointExtension
-        from scrapy_resilience.monitor import MonitorExtension
-        from scrapy_resilience.retry import RetryMiddleware
-        from scrapy_resilience.sessions import SessionsExtension
-
         if not resilience_settings.read(settings, "RESILIENCE_ENABLED"):
             return
         if resilience_settings.read(settings, "RESILIENCE_RETRY_ENABLED"):
@@ -40,9 +39,6 @@ class Addon:
         # Loaded before the checkpoint extension: it registers its state before the restore.
         settings.setdefault_in_component_priority_dict("EXTENSIONS", SessionsExtension, SESSIONS_ORDER)
         if resilience_settings.read(settings, "RESILIENCE_CHECKPOINT_DIR") is not None:
-            from scrapy_resilience.dupefilter import ResilientDupeFilter
-            from scrapy_resilience.frontier import LEDGER_ORDER, LedgerDownloaderMiddleware, LedgerSpiderMiddleware
-
             # First in the chain: sees every request that leaves the scheduler.
             settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", LedgerDownloaderMiddleware,
                                                            LEDGER_ORDER)
@@ -56,6 +52,7 @@ class Addon:
         # Browser requests get DOWNLOAD_TIMEOUT ("no request waits forever"), crash
         # reports and session carry-over: scrapy-playwright's own handler has none of them.
         if browsers.configured(settings.getdict("DOWNLOAD_HANDLERS").values()):
-            from scrapy_resilience.playwright_bridge import swap_download_handlers
+            # Imported only here: the bridge imports Playwright (start-up time of crawls without browsers).
+            from scrapy_resilience.browser.bridge import swap_download_handlers
 
             swap_download_handlers(settings)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scrapy.exceptions import IgnoreRequest
+
 
 class ResilienceError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -37,3 +39,10 @@ class UnserializableRequestError(ResilienceError):
 
 class JobLockedError(ResilienceError):
     """The job directory is in use by another crawl (it holds ``DIR/lock``)."""
+
+
+class RequestAfterAbort(IgnoreRequest):
+    """A request refused because the crawl is being stopped: it was never sent, it is not done."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(f"Not sent: the crawl is stopping ({reason})")

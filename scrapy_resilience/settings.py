@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 
 import attrs
 
-from scrapy_resilience import patterns
 from scrapy_resilience.exceptions import ConfigError
-from scrapy_resilience.models import (
+from scrapy_resilience.model import patterns
+from scrapy_resilience.model.entities import (
     BASE_DELAY_RANGE,
     BROWSER_LIFETIME_RANGE,
     JITTER_RANGE,

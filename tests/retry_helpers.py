@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from scrapy_resilience import signals as resilience_signals
-from scrapy_resilience.models import FailureEvent
+from scrapy_resilience.model.entities import FailureEvent
 
 OURS = "scrapy_resilience.retry.RetryMiddleware"
 SCRAPYS = "scrapy.downloadermiddlewares.retry.RetryMiddleware"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
-from scrapy_resilience.models import CheckpointData, CheckpointMetadata
-from scrapy_resilience.store import CheckpointStore
+from scrapy_resilience.jobdir.store import CheckpointStore
+from scrapy_resilience.model.entities import CheckpointData, CheckpointMetadata
 
 RETENTION = 3
 PENDING_LINES = 10_000  # ~ 3 MB of request-like lines per checkpoint

@@ -9,11 +9,11 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware as ScrapyRetryMid
 from scrapy.utils.misc import load_object
 from scrapy.utils.test import get_crawler
 
-from scrapy_resilience.abort import OutcomeMiddleware
-from scrapy_resilience.checkpoint import CheckpointExtension
-from scrapy_resilience.monitor import MonitorExtension
-from scrapy_resilience.retry import RetryMiddleware
-from scrapy_resilience.sessions import SessionsExtension
+from scrapy_resilience.checkpoint.extension import CheckpointExtension
+from scrapy_resilience.checkpoint.sessions import SessionsExtension
+from scrapy_resilience.monitor.extension import MonitorExtension
+from scrapy_resilience.monitor.outcome import OutcomeMiddleware
+from scrapy_resilience.retry.middleware import RetryMiddleware
 
 ADDON = {"scrapy_resilience.Addon": 500}
 
@@ -70,8 +70,8 @@ def test_monitor_switch():
 
 def test_checkpoint_components_only_with_a_directory(tmp_path):
     """With RESILIENCE_CHECKPOINT_DIR the add-on also installs the ledger middlewares and the dupefilter."""
-    from scrapy_resilience.dupefilter import ResilientDupeFilter
-    from scrapy_resilience.frontier import LedgerDownloaderMiddleware, LedgerSpiderMiddleware
+    from scrapy_resilience.checkpoint.dupefilter import ResilientDupeFilter
+    from scrapy_resilience.checkpoint.frontier import LedgerDownloaderMiddleware, LedgerSpiderMiddleware
 
     diff = _diff({"RESILIENCE_CHECKPOINT_DIR": str(tmp_path)})
     assert LedgerDownloaderMiddleware in diff["DOWNLOADER_MIDDLEWARES"]

@@ -7,7 +7,7 @@ from scrapy.settings import Settings
 
 from scrapy_resilience import settings as rs
 from scrapy_resilience.exceptions import ConfigError
-from scrapy_resilience.models import AbortActionType
+from scrapy_resilience.model.entities import AbortActionType
 
 # (setting, accepted values at and inside the bounds, rejected values just outside them)
 BOUNDS = [

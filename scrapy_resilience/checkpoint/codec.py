@@ -1,0 +1,219 @@
+"""Requests as JSON, for the frontier journal and checkpoints; never pickle.
+
+A request is turned into a dict by Scrapy's own ``Request.to_dict(spider=...)``
+(callbacks and errbacks become method *names* of the spider) and back by
+``scrapy.utils.request.request_from_dict``. Everything in that dict must then
+be JSON: plain JSON values pass through, ``bytes`` and ``tuple`` are tagged so
+they come back with their type, and other types need an entry in a small
+registry (scrapy-playwright's ``PageMethod`` is built in; users add their own
+with ``register_type``). Anything else raises ``UnserializableRequestError``
+naming the request URL and the meta (or cb_kwargs) key, so the user learns
+what to fix instead of losing the request silently after a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from scrapy import Request, Spider
+from scrapy.utils.request import request_from_dict
+
+from scrapy_resilience.exceptions import UnserializableRequestError
+
+TAG = "__resilience_type__"  # the key of a tagged value: {TAG: name, "v": encoded}
+
+
+@attrs.frozen
+class _Codec:
+    cls: type
+    to_json: Callable[[Any], Any]
+    from_json: Callable[[Any], Any]
+
+
+_registry: dict[str, _Codec] = {}
+
+
+def register_type(cls: type, to_json: Callable[[Any], Any], from_json: Callable[[Any], Any]) -> None:
+    """Let meta and cb_kwargs values of type ``cls`` be checkpointed.
+
+    ``to_json(value)`` returns JSON-serializable data (which may itself hold
+    registered types) and ``from_json(data)`` rebuilds the value. Exact types
+    only: a subclass needs its own registration.
+    """
+    _registry[f"{cls.__module__}.{cls.__qualname__}"] = _Codec(cls, to_json, from_json)
+
+
+def _register_builtins() -> None:
+    try:
+        from scrapy_playwright.page import PageMethod
+    except ImportError:  # scrapy-playwright is optional
+        return
+
+    def page_method_to_json(value: PageMethod) -> Any:
+        if not isinstance(value.method, str):
+            # A callable cannot be stored by name; the error says which key holds it.
+            raise TypeError(f"PageMethod with a callable ({value.method!r}) instead of a method name")
+        return {"method": value.method, "args": list(value.args), "kwargs": value.kwargs}
+
+    def page_method_from_json(data: Any) -> PageMethod:
+        return PageMethod(data["method"], *data["args"], **data["kwargs"])
+
+    register_type(PageMethod, page_method_to_json, page_method_from_json)
+
+
+_register_builtins()
+
+
+class _Unencodable(Exception):
+    """Internal: the value at some path is not JSON; carries the reason."""
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, list):
+        return [_encode(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise _Unencodable("a dict with non-string keys")
+        if TAG in value:
+            raise _Unencodable(f"a dict using the reserved key {TAG!r}")
+        return {key: _encode(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "v": [_encode(item) for item in value]}
+    if isinstance(value, bytes):
+        return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
+    name = f"{type(value).__module__}.{type(value).__qualname__}"
+    codec = _registry.get(name)
+    if codec is None:
+        raise _Unencodable(f"a {name} (register it with scrapy_resilience.checkpoint.codec.register_type)")
+    try:
+        data = codec.to_json(value)
+    except Exception as exc:
+        raise _Unencodable(str(exc)) from exc
+    return {TAG: name, "v": _encode(data)}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    name = value.get(TAG)
+    if name is None:
+        return {key: _decode(item) for key, item in value.items()}
+    if name == "tuple":
+        return tuple(_decode(item) for item in value["v"])
+    if name == "bytes":
+        return base64.b64decode(value["v"])
+    codec = _registry.get(name)
+    if codec is None:
+        raise ValueError(f"a checkpointed request holds a {name}, which is not registered in this process")
+    return codec.from_json(_decode(value["v"]))
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as JSON data with the registry's tags (for ``spider.state``); raises TypeError."""
+    try:
+        return _encode(value)
+    except _Unencodable as exc:
+        raise TypeError(str(exc)) from None
+
+
+def from_json(data: Any) -> Any:
+    """The value that ``to_json`` stored."""
+    return _decode(data)
+
+
+# Request attributes Scrapy 2.19 creates on first access (None until then).
+_LAZY_SLOTS = ("_headers", "_cookies", "_flags", "_cb_kwargs", "_meta")
+
+
+def _method_name(spider: Spider | None, function: Any) -> str | None:
+    """The name of ``function`` if it is a method of ``spider`` found under its own name, else None."""
+    name = getattr(function, "__name__", None)
+    if spider is None or name is None or getattr(function, "__self__", None) is not spider:
+        return None
+    return name if getattr(type(spider), name, None) is getattr(function, "__func__", None) else None
+
+
+def _to_dict(request: Request, spider: Spider | None) -> dict[str, Any]:
+    """``Request.to_dict(spider=spider)``, cheaper, and leaving nothing behind on the request.
+
+    Two costs of ``to_dict`` matter for a journal that stores every request:
+
+    - it finds a callback's name with ``inspect.getmembers(spider)``, which
+      reads every attribute of the spider (properties included) per request;
+      a spider's own method is named here directly, and the request's public
+      ``callback``/``errback`` are set to that name for the call only;
+    - it reads ``headers``, ``cookies``, ``flags``, ``cb_kwargs`` and ``meta``,
+      which Scrapy 2.19 creates lazily: empty objects, about 400 bytes, on
+      every pending request. Those still empty afterwards are put back to "not
+      created" (the codec's only access to private slots).
+    """
+    unset = [name for name in _LAZY_SLOTS if getattr(request, name, True) is None]
+    callback, errback = request.callback, request.errback
+    names = [_method_name(spider, f) if callable(f) else None for f in (callback, errback)]
+    try:
+        # A name where a callable is expected: what to_dict itself returns for them.
+        if names[0] is not None:
+            request.callback = names[0]  # type: ignore[assignment]
+        if names[1] is not None:
+            request.errback = names[1]  # type: ignore[assignment]
+        return request.to_dict(spider=spider)
+    finally:
+        request.callback, request.errback = callback, errback
+        for name in unset:
+            if not getattr(request, name):
+                setattr(request, name, None)
+
+
+def encode_request(request: Request, spider: Spider | None) -> dict[str, Any]:
+    """The JSON-ready dict of ``request``; raises UnserializableRequestError."""
+    try:
+        raw = _to_dict(request, spider)
+    except ValueError as exc:  # a callback that is not a method of the spider
+        raise UnserializableRequestError(f"Request {request.url} cannot be checkpointed: {exc}") from None
+    encoded: dict[str, Any] = {}
+    for field, value in raw.items():
+        if field in ("meta", "cb_kwargs"):
+            out = {}
+            for key, item in value.items():
+                try:
+                    out[key] = _encode(item)
+                except _Unencodable as exc:
+                    raise UnserializableRequestError(
+                        f"Request {request.url} cannot be checkpointed: {field}[{key!r}] holds {exc}"
+                    ) from None
+            encoded[field] = out
+        elif field == "headers":
+            encoded[field] = [[_encode(name), [_encode(v) for v in values]] for name, values in value.items()]
+        else:
+            try:
+                encoded[field] = _encode(value)
+            except _Unencodable as exc:
+                raise UnserializableRequestError(
+                    f"Request {request.url} cannot be checkpointed: its {field} holds {exc}"
+                ) from None
+    return encoded
+
+
+def decode_request(data: dict[str, Any], spider: Spider | None) -> Request:
+    """Rebuild the request that ``encode_request`` stored."""
+    raw = {field: _decode(value) for field, value in data.items() if field != "headers"}
+    raw["headers"] = {_decode(name): [_decode(v) for v in values] for name, values in data.get("headers", [])}
+    return request_from_dict(raw, spider=spider)
+
+
+def dumps(request: Request, spider: Spider | None) -> str:
+    """``encode_request`` as one compact JSON text."""
+    return json.dumps(encode_request(request, spider), separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | bytes, spider: Spider | None) -> Request:
+    """The request of a ``dumps`` text."""
+    return decode_request(json.loads(text), spider)

@@ -1,0 +1,1 @@
+"""FailureEvents: the one path that records them (stats, signal, event log) and the event log file."""

@@ -1,0 +1,8 @@
+"""Retry: failure classification, backoff and Retry-After, held retries, per-domain cooldown.
+
+``scrapy_resilience.retry.RetryMiddleware`` is the path users put in ``DOWNLOADER_MIDDLEWARES``.
+"""
+
+from scrapy_resilience.retry.middleware import RetryMiddleware
+
+__all__ = ["RetryMiddleware"]
