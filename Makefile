@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 PYTHON ?= python3
 
-.PHONY: install chromium demo test lint coverage
+.PHONY: install chromium demo test lint coverage docs
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[test]'
@@ -22,6 +22,10 @@ coverage: install chromium
 	$(PYTHON) -m coverage run -m pytest -q
 	$(PYTHON) -m coverage report --skip-covered
 
-lint:
-	$(PYTHON) -m ruff check scrapy_resilience tests benchmarks example_project
+lint: docs
+	$(PYTHON) -m ruff check scrapy_resilience tests benchmarks example_project docs
 	$(PYTHON) -m mypy
+
+# The Sphinx pages of docs/, warnings (a broken link, a page left out of the index) as errors.
+docs:
+	$(PYTHON) -m sphinx -W --keep-going -q -b html docs docs/_build/html

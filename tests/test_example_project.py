@@ -146,16 +146,16 @@ def test_demo_loses_nothing_with_the_addon(tmp_path: Path) -> None:
     assert re.search(r"^  with scrapy-resilience +[\d.]+s +products +\d+/\d+", result.stdout, re.MULTILINE)
 
 
-def test_readme_classic_way_wires_what_the_addon_wires(tmp_path: Path) -> None:
-    """The README's "classic way" settings block enables exactly the components the add-on enables."""
+def test_docs_classic_way_wires_what_the_addon_wires(tmp_path: Path) -> None:
+    """The docs' "classic way" settings block enables exactly the components the add-on enables."""
     from scrapy.settings import Settings
     from scrapy.utils.misc import load_object
 
     from scrapy_resilience import Addon
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"```python\n(# settings.py: the same as ADDONS.*?)```", readme, re.DOTALL)
-    assert block, "the README's classic-way block is missing"
+    quickstart = (Path(__file__).resolve().parent.parent / "docs" / "usage" / "quickstart.md").read_text("utf-8")
+    block = re.search(r"```python\n(# settings.py: the same as ADDONS.*?)```", quickstart, re.DOTALL)
+    assert block, "the classic-way block of docs/usage/quickstart.md is missing"
     classic: dict[str, Any] = {}
     exec(block.group(1), {}, classic)
     playwright = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"

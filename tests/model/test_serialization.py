@@ -51,7 +51,7 @@ from scrapy_resilience.model.serialization import (
 )
 
 V0_FILE = Path(__file__).parent / "data" / "checkpoint-v0.json"
-README = Path(__file__).parents[2] / "README.md"
+CHECKPOINT_FORMAT_PAGE = Path(__file__).parents[2] / "docs" / "reference" / "checkpoint-format.md"
 
 # --- strategies: one per entity, every field drawn over its whole valid range ---
 
@@ -315,9 +315,9 @@ def test_seal_sets_the_checksum_of_the_document() -> None:
     assert attrs.evolve(sealed, checksum=unsealed.checksum) == unsealed
 
 
-def test_readme_snippet_verifies_a_written_file(tmp_path: Path) -> None:
-    """The README's stand-alone verifier accepts a file we write and rejects one altered byte."""
-    section = README.read_text(encoding="utf-8").split("### Checkpoint file format and checksum", 1)[1]
+def test_docs_snippet_verifies_a_written_file(tmp_path: Path) -> None:
+    """The docs' stand-alone verifier accepts a file we write and rejects one altered byte."""
+    section = CHECKPOINT_FORMAT_PAGE.read_text(encoding="utf-8").split("## The checksum", 1)[1]
     snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert snippet is not None
     namespace: dict[str, Any] = {}
