@@ -15,8 +15,8 @@ deterministic from ``--seed``; what it does wrong is chosen by the caller:
 
 ``/_control/log`` lists every non-control request (time of arrival, host,
 path, status, Cookie and User-Agent headers). Status 0 in the log means no
-HTTP answer was given (connection reset, refused, or a hang). The README's
-"The demo site" section documents every route. It is a single file on
+HTTP answer was given (connection reset, refused, or a hang). docs/usage/demo.md
+("The demo site") documents every route. It is a single file on
 purpose: the test suite, the demo and a curious user all run it as a script.
 """
 

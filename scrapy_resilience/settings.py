@@ -194,7 +194,7 @@ def validate_all(settings: Any) -> None:
     unknown = {name for name in settings.attributes if name.startswith("RESILIENCE_")} - set(SPECS)
     if unknown:
         name = sorted(unknown)[0]
-        raise ConfigError(name, settings.get(name), "a known RESILIENCE_* setting (see the README)")
+        raise ConfigError(name, settings.get(name), "a known RESILIENCE_* setting (see docs/reference/settings.md)")
 
 
 # A named retry policy's fields (the data model's RetryPolicy names), each

@@ -1,6 +1,6 @@
 """Signals sent by scrapy-resilience (connect with ``crawler.signals.connect``).
 
-Public (documented in the README):
+Public (documented in docs/reference/signals.md):
 
 - ``checkpoint_saved(checkpoint, spider)``: a checkpoint was written durably.
 - ``failure_recorded(event, spider)``: a FailureEvent was recorded.

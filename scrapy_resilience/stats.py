@@ -1,7 +1,7 @@
 """Names of the stats this package writes, all under ``resilience/``.
 
-Components import these names instead of spelling keys inline, so the README
-test can check every documented stat against the code.
+Components import these names instead of spelling keys inline, so the docs
+test can check every stat of docs/reference/stats.md against the code.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ int) and every failure is a ``ValueError`` listing each problem with its path
 (``... @ $.metadata.total_items``).
 
 A checkpoint file is the document of ``checkpoint_to_document``; its checksum
-is the SHA-256 of ``canonical_bytes`` (the README defines that form for other
+is the SHA-256 of ``canonical_bytes`` (docs/reference/checkpoint-format.md defines that form for other
 tools). Schema versions are ``major.minor.patch``:
 
 - the same major loads whatever its minor or patch. A document of a *newer*

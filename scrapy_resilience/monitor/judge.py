@@ -1,6 +1,6 @@
 """The abort policy's judgement: when a crawl should give up (the steps of giving up are in ``actions.py``).
 
-What counts (also in the README):
+What counts (also in docs/usage/monitor.md):
 
 * An **operation** is the final download outcome of one request, as seen
   outside the retry layer (``OutcomeMiddleware`` sits before our retry
