@@ -22,6 +22,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PROJECT = REPO / "example_project"
 
+# Scrapy's CookiesMiddleware asks tldextract whether a cookie's domain is a public suffix.
+# On first use tldextract downloads the public suffix list (caching it under $HOME), and
+# offline it logs a traceback before falling back to its bundled copy. The suite crawls
+# 127.0.0.1 only, so the bundled copy is all it needs: an empty URL list (tldextract >= 5.4)
+# keeps every test, and every crawl a test starts (they inherit os.environ), off the network
+# and independent of what the home directory holds. Set before Scrapy builds its extractor.
+os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
+
 
 def _load_site_client() -> Any:
     # example_project/ is a Scrapy project, not a package: load its client module by path.
