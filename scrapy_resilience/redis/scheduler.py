@@ -1,0 +1,435 @@
+"""The leased scheduler: scrapy-redis's scheduler whose requests stay in Redis until done.
+
+scrapy-redis pops a request destructively and has already added its
+fingerprint, so a worker killed with requests in memory loses them for good.
+Here a request taken from the queue is *leased* to the worker (``keys.LEASE``)
+and stays in Redis until it is done in the sense of our checkpoints: the
+engine dropped it from its in-progress set (its children are scheduled, its
+items are out of the pipelines) and the feed files were flushed
+(``checkpoint.ledger.in_progress`` and ``flush_feeds``, the same signal the
+frontier ledger uses); only then is it acked. A worker that dies stops
+renewing its leases; within ``RESILIENCE_REDIS_LEASE_TIMEOUT`` seconds another
+worker (or it, restarted) puts them back in the queue with one crash more.
+Retries waiting for their backoff are leased entries too.
+
+The reactor never waits for Redis: requests taken are kept in a small local
+buffer filled ahead of need, scheduled requests are pushed in batches, and
+``has_pending_requests`` answers from the job's last status (read every
+0.25 s): the worker stays open while any request of the job is pending or
+leased by any worker, and while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import logging
+import os
+import secrets
+import socket
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from scrapy import Request, Spider
+from scrapy.crawler import Crawler
+from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.misc import load_object
+from scrapy.utils.request import request_from_dict
+from scrapy_redis import connection, defaults, picklecompat
+from scrapy_redis.dupefilter import RFPDupeFilter
+from scrapy_redis.queue import FifoQueue, LifoQueue, PriorityQueue
+from scrapy_redis.scheduler import Scheduler
+from twisted.internet.defer import Deferred
+
+from scrapy_resilience import signals as resilience_signals
+from scrapy_resilience.abort import RequestAfterAbort
+from scrapy_resilience.exceptions import ConfigError
+from scrapy_resilience.frontier import CRASHES_KEY, flush_feeds, in_progress
+from scrapy_resilience.redis import keys, stats
+from scrapy_resilience.redis.config import lease_timeout
+from scrapy_resilience.redis.link import RedisLink
+
+logger = logging.getLogger(__name__)
+
+LEASE_KEY = "resilience_redis_lease"  # meta: the lease id of a request taken from Redis
+HELD_KEY = "resilience_redis_held"  # meta: the id of a held retry's entry in Redis
+SWEEP_INTERVAL = 0.05  # as the frontier ledger: few duplicates after a kill
+STATUS_INTERVAL = 0.25
+PUSH_BATCH = 500  # requests per push script call
+EMPTY_POLL = 0.25  # seconds between leases tried while the queue looks empty
+
+
+@attrs.frozen
+class Status:
+    seq: int  # the last of our operations applied before it was read
+    pending: int
+    leased: int
+    abort: str
+    server_ms: int
+
+
+def wake(crawler: Crawler) -> None:
+    """Have the engine ask the scheduler for requests now, not at its next 5 s heartbeat.
+
+    The one private access here: ``engine._slot.nextcall`` is how Scrapy itself
+    wakes the engine when a request is scheduled; requests that arrive from
+    Redis in a thread have no public way in.
+    """
+    slot = getattr(crawler.engine, "_slot", None)
+    if slot is not None:
+        slot.nextcall.schedule()
+
+
+def worker_name() -> str:
+    """A worker id: host and pid for people, a random part so that ids are never reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def queue_mode(queue_cls: Any) -> str:
+    """``zset``, ``fifo`` or ``lifo``: how the leased queue reads scrapy-redis's queue class."""
+    cls = load_object(queue_cls)
+    for base, mode in ((PriorityQueue, "zset"), (FifoQueue, "fifo"), (LifoQueue, "lifo")):
+        if isinstance(cls, type) and issubclass(cls, base):
+            return mode
+    raise ConfigError("SCHEDULER_QUEUE_CLASS", queue_cls, "with RESILIENCE_REDIS_ENABLED, scrapy-redis's "
+                      "PriorityQueue, FifoQueue or LifoQueue (or a subclass)")
+
+
+class LeasedScheduler(Scheduler):
+    """scrapy-redis's scheduler with leases and acks (swapped in by the add-on)."""
+
+    def __init__(self, crawler: Crawler, server: Any, *, lease_timeout: float, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.lease_timeout = lease_timeout
+        self.mode = queue_mode(self.queue_cls)
+        self.worker = worker_name()
+        self.on_abort_record: Callable[[str, int], None] | None = None  # set by shared.SharedAbort
+        self.started_ms = 0  # server time of our first contact with Redis
+        concurrency = crawler.settings.getint("CONCURRENT_REQUESTS")
+        self._target = max(2, concurrency)  # requests leased ahead of the engine's need
+        self._buffer: deque[tuple[str, int, bytes]] = deque()  # (lease id, crashes, payload)
+        self._flying: dict[str, Request] = {}  # handed to the engine, not done yet
+        self._kept: set[str] = set()  # refused by an abort: left leased, put back at close
+        self._held: set[str] = set()  # held retries' entries
+        self._held_ids = itertools.count(1)
+        self._outbox: list[Any] = []  # (fingerprint, score, payload), flat, not pushed yet
+        self._held_done: list[str] = []  # held entries to delete once their retry is pushed
+        self._flush_call: Any = None
+        self._leasing = False
+        self._pending_hint = 1  # unknown until the first status: try
+        self._empty_since = 0.0
+        self._status: Status | None = None
+        self._reclaim_after = 0.0
+        self._link: RedisLink | None = None
+        self._sweeper: Any = None
+        self._closing = False
+        _schedulers[crawler] = self
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> LeasedScheduler:
+        # scrapy-redis's from_settings, without its blocking ping: a Redis
+        # that is down at start-up is waited for like one lost later.
+        settings = crawler.settings
+        kwargs: dict[str, Any] = {
+            "persist": settings.getbool("SCHEDULER_PERSIST"),
+            "flush_on_start": settings.getbool("SCHEDULER_FLUSH_ON_START"),
+        }
+        optional = {"queue_key": "SCHEDULER_QUEUE_KEY", "queue_cls": "SCHEDULER_QUEUE_CLASS",
+                    "dupefilter_key": "SCHEDULER_DUPEFILTER_KEY", "dupefilter_cls": "DUPEFILTER_CLASS",
+                    "serializer": "SCHEDULER_SERIALIZER"}
+        for name, setting in optional.items():
+            if value := settings.get(setting):
+                kwargs[name] = value
+        if isinstance(kwargs.get("serializer"), str):
+            kwargs["serializer"] = importlib.import_module(kwargs["serializer"])
+        server = connection.from_settings(settings)
+        return cls(crawler, server, lease_timeout=lease_timeout(settings), **kwargs)
+
+    # -- Scrapy's scheduler interface ----------------------------------------------
+
+    def open(self, spider: Spider) -> None:
+        self.spider = spider
+        self.serializer: Any = self.serializer or picklecompat
+        name = {"spider": spider.name}
+        self.job = keys.JobKeys(queue=self.queue_key % name, dupefilter=self.dupefilter_key % name)
+        dupefilter_cls = load_object(self.dupefilter_cls or defaults.SCHEDULER_DUPEFILTER_CLASS)
+        # scrapy-redis's fingerprints, so that a job begun with plain scrapy-redis goes on.
+        self.df = dupefilter_cls.from_spider(spider) if issubclass(dupefilter_cls, RFPDupeFilter) else None
+        self.scripts = {name: self.server.register_script(source) for name, source in (
+            ("push", keys.PUSH), ("lease", keys.LEASE), ("renew", keys.RENEW), ("reclaim", keys.RECLAIM),
+            ("release", keys.RELEASE), ("status", keys.STATUS))}
+        link = self._link = RedisLink(self.server, max_backoff=max(0.5, self.lease_timeout / 3),
+                                      on_lost=self._lost, on_reconnected=self._reconnected)
+        if self.flush_on_start:
+            link.submit(self._delete_job)
+        link.submit(self._renew, self._started)
+        link.every(max(1.0, self.lease_timeout / 3), self._renew)
+        link.every(max(1.0, self.lease_timeout / 4), self._reclaim, self._reclaimed)
+        link.every(STATUS_INTERVAL, self._read_status, self._status_read)
+        link.start()
+        self._sweeper = create_looping_call(self.sweep)
+        self._sweeper.start(SWEEP_INTERVAL, now=False)
+        self.crawler.signals.connect(self._request_held, signal=resilience_signals.request_held)
+        logger.info("Leased queue %(queue)s on Redis: worker %(worker)s, leases expire after %(timeout)s s",
+                    {"queue": self.job.queue, "worker": self.worker, "timeout": self.lease_timeout})
+
+    def __len__(self) -> int:
+        return len(self._buffer) + (self._status.pending if self._status else 0)
+
+    def enqueue_request(self, request: Request) -> bool:
+        held = request.meta.pop(HELD_KEY, None)
+        fingerprint = "" if request.dont_filter else self._fingerprint(request)
+        self._outbox += (fingerprint, str(-request.priority), self._encode(request))
+        if held is not None:
+            self._held_done.append(held)
+        if self._flush_call is None:
+            self._flush_call = call_later(0, self._flush_outbox)
+        # True even for a duplicate: the verdict is Redis's, in the push script (the
+        # engine only uses it to send request_dropped).
+        return True
+
+    def next_request(self) -> Request | None:
+        if not self._buffer:
+            self._lease_more()
+            return None
+        lease, crashes, payload = self._buffer.popleft()
+        self._lease_more()
+        request = request_from_dict(self.serializer.loads(payload), spider=self.spider)
+        request.meta[LEASE_KEY] = lease
+        if crashes:
+            request.meta[CRASHES_KEY] = crashes
+        self._flying[lease] = request
+        self.stats.inc_value("scheduler/dequeued/redis")
+        return request
+
+    def has_pending_requests(self) -> bool:
+        if self._buffer or self._outbox or self._held_done:
+            return True
+        if self._link is None:
+            return False
+        status = self._status
+        if status is None or status.seq < self._link.submitted or not self._link.connected:
+            return True  # our own latest changes are not in it, or Redis is away: not finished
+        return status.pending > 0 or status.leased > 0
+
+    def close(self, reason: str) -> Deferred[None] | None:
+        if self._link is None:
+            return None
+        self._closing = True
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self.sweep()
+        self._flush_outbox()
+        left = len(self._buffer) + len(self._flying) + len(self._kept) + len(self._held)
+        logger.info("Closing the leased queue (%(reason)s): %(left)d requests leased here go back to the queue",
+                    {"reason": reason, "left": left})
+        final: list[Callable[[Any], Any]] = [self._release]
+        if not self.persist and reason == "finished":
+            final.append(self._delete_if_finished)
+        return self._link.stop(self.lease_timeout, *final)
+
+    # -- done, kept, held -----------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Ack the requests the engine is done with (after their children and their feed lines)."""
+        engine_has = in_progress(self.crawler)
+        done = [lease for lease, request in self._flying.items() if request not in engine_has]
+        if not done:
+            return
+        flush_feeds(self.crawler)
+        for lease in done:
+            del self._flying[lease]
+        self._flush_outbox()  # children before the ack: a kill in between re-crawls the parent
+        assert self._link is not None
+        self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *done))
+        self.stats.inc_value(stats.ACKED, len(done))
+
+    def keep(self, request: Request) -> None:
+        """``request`` was refused by an abort: not done; it goes back to the queue at close."""
+        lease = request.meta.get(LEASE_KEY)
+        if lease is not None and self._flying.pop(lease, None) is not None:
+            self._kept.add(lease)
+
+    def _request_held(self, request: Request, not_before: float) -> None:
+        # The retry's parent is acked once it leaves the engine: the retry must be in Redis by then.
+        entry = f"h{next(self._held_ids)}"
+        value = keys.lease_value(str(-request.priority), 0, self._encode(request))
+        request.meta[HELD_KEY] = entry
+        self._held.add(entry)
+        assert self._link is not None
+        self._link.submit(lambda client: client.hset(self.job.leases(self.worker), entry, value))
+
+    # -- pushing and leasing ------------------------------------------------------------
+
+    def _fingerprint(self, request: Request) -> str:
+        if self.df is not None:
+            return str(self.df.request_fingerprint(request))
+        return self.crawler.request_fingerprinter.fingerprint(request).hex()
+
+    def _encode(self, request: Request) -> bytes:
+        # Our keys belong to this worker's copy of the request, not to the payload.
+        for key in (LEASE_KEY, CRASHES_KEY):
+            request.meta.pop(key, None)
+        return bytes(self.serializer.dumps(request.to_dict(spider=self.spider)))
+
+    def _flush_outbox(self) -> None:
+        self._flush_call = None
+        if self._link is None:
+            return
+        outbox, self._outbox = self._outbox, []
+        for start in range(0, len(outbox), 3 * PUSH_BATCH):
+            self._push(outbox[start:start + 3 * PUSH_BATCH])
+        if self._held_done:
+            done, self._held_done = self._held_done, []
+            self._held.difference_update(done)
+            self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *done))
+
+    def _push(self, batch: list[Any]) -> None:
+        def push(client: Any) -> int:
+            return int(self.scripts["push"](keys=[self.job.queue, self.job.dupefilter], args=[self.mode, *batch],
+                                            client=client))
+
+        assert self._link is not None
+        self._link.submit(push, lambda added: self._pushed(added, len(batch) // 3))
+
+    def _pushed(self, added: int | None, sent: int) -> None:
+        added = int(added or 0)
+        self.stats.inc_value("scheduler/enqueued/redis", added)
+        if sent > added:
+            self.stats.inc_value("dupefilter/filtered", sent - added)
+        if added:
+            self._pending_hint += added
+            self._lease_more()
+
+    def _lease_more(self) -> None:
+        if self._leasing or self._closing or self._link is None or len(self._buffer) >= self._target // 2:
+            return
+        if self._pending_hint <= 0 and time.monotonic() - self._empty_since < EMPTY_POLL:
+            return
+        self._leasing = True
+        count = self._target - len(self._buffer)
+        self._link.submit(lambda client: self.scripts["lease"](
+            keys=[self.job.queue, self.job.workers, self.job.leases(self.worker), self.job.seq, self.job.crashes],
+            args=[self.mode, self.worker, count, int(self.lease_timeout * 1000)], client=client),
+            lambda leased: self._leased(leased, count))
+
+    def _leased(self, result: list[Any] | None, asked: int) -> None:
+        self._leasing = False
+        result = result or []
+        got = len(result) // 3
+        for i in range(0, len(result), 3):
+            self._buffer.append((keys.as_str(result[i]), int(result[i + 1]), result[i + 2]))
+        self.stats.inc_value(stats.LEASED, got)
+        if got < asked:
+            self._pending_hint = 0
+            self._empty_since = time.monotonic()
+        else:
+            self._pending_hint -= got
+        if got and not self._closing:
+            wake(self.crawler)
+
+    # -- the link's periodic work (run in its thread) ------------------------------------
+
+    def _renew(self, client: Any) -> int:
+        return int(self.scripts["renew"](keys=[self.job.workers], args=[self.worker, int(self.lease_timeout * 1000)],
+                                         client=client))
+
+    def _reclaim(self, client: Any) -> int:
+        if time.monotonic() < self._reclaim_after:
+            return 0  # just reconnected: give the other workers a lease timeout to renew theirs
+        return int(self.scripts["reclaim"](keys=[self.job.queue, self.job.crashes, self.job.workers, self.job.dead],
+                                           args=[self.mode, self.job.lease_prefix], client=client))
+
+    def _read_status(self, client: Any) -> tuple[int, list[Any]]:
+        applied = self._link.applied if self._link is not None else 0
+        return applied, self.scripts["status"](keys=[self.job.queue, self.job.workers, self.job.abort],
+                                               args=[self.mode, self.job.lease_prefix], client=client)
+
+    def _release(self, client: Any) -> int:
+        return int(self.scripts["release"](
+            keys=[self.job.queue, self.job.crashes, self.job.workers, self.job.leases(self.worker)],
+            args=[self.mode, self.worker], client=client))
+
+    def _delete_job(self, client: Any) -> None:
+        leases = list(client.scan_iter(match=self.job.lease_prefix + "*"))
+        client.delete(*self.job.all_fixed(), *leases)
+
+    def _delete_if_finished(self, client: Any) -> None:
+        # SCHEDULER_PERSIST=False: scrapy-redis deletes the queue at every close, even while
+        # other workers use it; here only the job's last worker, once nothing is left, does.
+        _, status = self._read_status(client)
+        if int(status[0]) == 0 and int(status[1]) == 0:
+            self._delete_job(client)
+
+    # -- results, on the reactor thread ---------------------------------------------------
+
+    def _started(self, server_ms: int | None) -> None:
+        self.started_ms = int(server_ms or 0)
+
+    def _reclaimed(self, count: int | None) -> None:
+        if count:
+            self.stats.inc_value(stats.RECLAIMED, count)
+            self._pending_hint += count
+            logger.warning("Put back %(count)d requests leased by workers that stopped renewing them",
+                           {"count": count})
+            self._lease_more()
+
+    def _status_read(self, result: tuple[int, list[Any]] | None) -> None:
+        if result is None:
+            return
+        seq, (pending, leased, abort, server_ms) = result
+        was_pending = self.has_pending_requests()
+        self._status = Status(seq, int(pending), int(leased), keys.as_str(abort), int(server_ms))
+        self._pending_hint = self._status.pending
+        if self._status.abort and self.on_abort_record is not None:
+            self.on_abort_record(self._status.abort, self.started_ms)
+        self._lease_more()
+        if was_pending and not self.has_pending_requests():
+            wake(self.crawler)  # the job is finished: let the engine see it idle now
+
+    def _lost(self, error: str) -> None:
+        logger.warning("Lost Redis (%(error)s): waiting and reconnecting; nothing leased is lost",
+                       {"error": error})
+
+    def _reconnected(self, seconds: float) -> None:
+        self.stats.inc_value(stats.RECONNECTS)
+        logger.warning("Reconnected to Redis after %(seconds).1f s", {"seconds": seconds})
+        self._reclaim_after = time.monotonic() + self.lease_timeout
+        assert self._link is not None
+        self._link.submit(self._renew)
+        self._link.submit(lambda client: client.hgetall(self.job.leases(self.worker)), self._adopt)
+
+    def _adopt(self, entries: dict[bytes, bytes] | None) -> None:
+        """Take back our leases whose reply was lost with the connection."""
+        known = set(self._flying) | self._kept | self._held | {lease for lease, _, _ in self._buffer}
+        for raw, value in (entries or {}).items():
+            lease = keys.as_str(raw)
+            if lease not in known:
+                _, crashes, payload = keys.parse_lease_value(value)
+                self._buffer.append((lease, crashes, payload))
+        wake(self.crawler)
+
+
+_schedulers: weakref.WeakKeyDictionary[Crawler, LeasedScheduler] = weakref.WeakKeyDictionary()
+
+
+class LeaseKeeperMiddleware:
+    """A request refused because the crawl is aborting is not done: its lease is kept."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> LeaseKeeperMiddleware:
+        return cls(crawler)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        scheduler = _schedulers.get(self.crawler)
+        if scheduler is not None and isinstance(exception, RequestAfterAbort):
+            scheduler.keep(request)
