@@ -26,6 +26,16 @@ RETRY_ORDER = 550
 SESSIONS_ORDER = -10
 
 
+SCRAPY_REDIS_SCHEDULER = "scrapy_redis.scheduler.Scheduler"
+
+
+def uses_scrapy_redis(settings: BaseSettings) -> bool:
+    """Whether ``SCHEDULER`` is scrapy-redis's own (named by path or by class; not a subclass of it)."""
+    value = settings.get("SCHEDULER")
+    path = value if isinstance(value, str) else f"{value.__module__}.{value.__qualname__}"
+    return path == SCRAPY_REDIS_SCHEDULER
+
+
 class Addon:
     def update_settings(self, settings: BaseSettings) -> None:
         resilience_settings.validate_all(settings)
@@ -49,6 +59,12 @@ class Addon:
             settings.setdefault_in_component_priority_dict("EXTENSIONS", MonitorExtension, 0)
             # Early in the chain: it sees every final outcome and refuses sends after an abort.
             settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", OutcomeMiddleware, OUTCOME_ORDER)
+        # A scrapy-redis project gets the leased queue: crash-safe, and shared by its workers.
+        if resilience_settings.read(settings, "RESILIENCE_REDIS_ENABLED") and uses_scrapy_redis(settings):
+            # Imported only here: scrapy-redis and the redis client are an optional extra.
+            from scrapy_resilience.redis.scheduler import swap_scheduler
+
+            swap_scheduler(settings)
         # Browser requests get DOWNLOAD_TIMEOUT ("no request waits forever"), crash
         # reports and session carry-over: scrapy-playwright's own handler has none of them.
         if browsers.configured(settings.getdict("DOWNLOAD_HANDLERS").values()):

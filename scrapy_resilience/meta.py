@@ -20,3 +20,7 @@ RESTORED_KEY = "_resilience_restored"
 
 # The ledger's keys: a child request built with meta=response.meta must not inherit them.
 LEDGER_KEYS = (ID_KEY, CRASHES_KEY, START_KEY, RESTORED_KEY)
+
+# The leased queue on scrapy-redis: a worker's own marks, never pushed to Redis with the request.
+REDIS_LEASE_KEY = "resilience_redis_lease"  # the lease id of a request taken from Redis
+REDIS_HELD_KEY = "resilience_redis_held"  # the id of a held retry's entry in Redis

@@ -138,6 +138,9 @@ SPECS: dict[str, Spec] = {
     ),
     "RESILIENCE_NOTIFY_URL": Spec(None, "str", "an http:// or https:// URL, or unset", _http_url),
     "RESILIENCE_ABORT_SHUTDOWN_TIMEOUT": Spec(600, "int", "whole seconds from 1 to 86400", _between(1, 86400)),
+    # Many workers on scrapy-redis
+    "RESILIENCE_REDIS_ENABLED": Spec(True, "bool", "True or False"),
+    "RESILIENCE_REDIS_LEASE_TIMEOUT": Spec(30.0, "float", "seconds from 5 to 3600", _between(5, 3600)),
 }
 
 DEFAULTS: dict[str, Any] = {name: spec.default for name, spec in SPECS.items()}

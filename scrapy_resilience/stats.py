@@ -42,3 +42,8 @@ RESOURCES_READINGS = "resilience/resources/readings"
 def threshold_tripped(setting: str) -> str:
     """Key counting how often one threshold (by setting name) tripped."""
     return f"resilience/threshold/{setting}"
+
+REDIS_LEASED = "resilience/redis/leased"  # requests this worker took from the leased queue
+REDIS_ACKED = "resilience/redis/acked"  # requests this worker finished and removed from Redis
+REDIS_RECLAIMED = "resilience/redis/reclaimed"  # requests of dead workers put back by this one
+REDIS_RECONNECTS = "resilience/redis/reconnects"  # connections to Redis lost and made again

@@ -39,6 +39,7 @@ BOUNDS = [
     ("RESILIENCE_ABORT_ACTIONS", [["shutdown"], "save_state,SHUTDOWN", []], [["explode"], "notify,reboot"]),
     ("RESILIENCE_NOTIFY_URL", ["http://127.0.0.1:1/hook", "https://example.invalid/x"], ["ftp://x/y", "not a url"]),
     ("RESILIENCE_ABORT_SHUTDOWN_TIMEOUT", [1, 600, "3", 86400], [0, 86401, 2.5, "never"]),
+    ("RESILIENCE_REDIS_LEASE_TIMEOUT", [5, 30, "12.5", 3600], [4.9, 3601, 0, "soon"]),
     ("RESILIENCE_ENABLED", [True, "False", 0], ["maybe"]),
 ]
 

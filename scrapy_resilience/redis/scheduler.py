@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
+from scrapy.http import Response
 from scrapy.utils.asyncio import call_later, create_looping_call
 from scrapy.utils.misc import load_object
 from scrapy.utils.request import request_from_dict
@@ -45,21 +46,23 @@ from scrapy_redis.queue import FifoQueue, LifoQueue, PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 from twisted.internet.defer import Deferred
 
+from scrapy_resilience import settings as resilience_settings
 from scrapy_resilience import signals as resilience_signals
-from scrapy_resilience.abort import RequestAfterAbort
-from scrapy_resilience.exceptions import ConfigError
-from scrapy_resilience.frontier import CRASHES_KEY, flush_feeds, in_progress
-from scrapy_resilience.redis import keys, stats
-from scrapy_resilience.redis.config import lease_timeout
+from scrapy_resilience import stats
+from scrapy_resilience.checkpoint.ledger import flush_feeds, in_progress
+from scrapy_resilience.exceptions import ConfigError, RequestAfterAbort
+from scrapy_resilience.meta import CRASHES_KEY, REDIS_HELD_KEY, REDIS_LEASE_KEY
+from scrapy_resilience.monitor.judge import is_failure
+from scrapy_resilience.redis import keys
 from scrapy_resilience.redis.link import RedisLink
+from scrapy_resilience.redis.shared import SHARED_REASONS, SharedAbort
 
 logger = logging.getLogger(__name__)
 
-LEASE_KEY = "resilience_redis_lease"  # meta: the lease id of a request taken from Redis
-HELD_KEY = "resilience_redis_held"  # meta: the id of a held retry's entry in Redis
 SWEEP_INTERVAL = 0.05  # as the frontier ledger: few duplicates after a kill
 STATUS_INTERVAL = 0.25
 PUSH_BATCH = 500  # requests per push script call
+LEASE_KEEPER_ORDER = 11  # next to the frontier ledger's middleware (10)
 EMPTY_POLL = 0.25  # seconds between leases tried while the queue looks empty
 
 
@@ -109,13 +112,15 @@ class LeasedScheduler(Scheduler):
         self.lease_timeout = lease_timeout
         self.mode = queue_mode(self.queue_cls)
         self.worker = worker_name()
-        self.on_abort_record: Callable[[str, int], None] | None = None  # set by shared.SharedAbort
         self.started_ms = 0  # server time of our first contact with Redis
         concurrency = crawler.settings.getint("CONCURRENT_REQUESTS")
-        self._target = max(2, concurrency)  # requests leased ahead of the engine's need
+        # Requests leased at most: what the engine can work on at once. A worker
+        # that leased more would hoard its own children while another one idles.
+        self._room = max(2, concurrency)
         self._buffer: deque[tuple[str, int, bytes]] = deque()  # (lease id, crashes, payload)
         self._flying: dict[str, Request] = {}  # handed to the engine, not done yet
         self._kept: set[str] = set()  # refused by an abort: left leased, put back at close
+        self._failed: set[str] = set()  # failed for good: acked at close, unless the job aborts
         self._held: set[str] = set()  # held retries' entries
         self._held_ids = itertools.count(1)
         self._outbox: list[Any] = []  # (fingerprint, score, payload), flat, not pushed yet
@@ -125,6 +130,7 @@ class LeasedScheduler(Scheduler):
         self._pending_hint = 1  # unknown until the first status: try
         self._empty_since = 0.0
         self._status: Status | None = None
+        self._changed = 0  # seq of our last operation that changes the job (push, ack, hold)
         self._reclaim_after = 0.0
         self._link: RedisLink | None = None
         self._sweeper: Any = None
@@ -149,7 +155,8 @@ class LeasedScheduler(Scheduler):
         if isinstance(kwargs.get("serializer"), str):
             kwargs["serializer"] = importlib.import_module(kwargs["serializer"])
         server = connection.from_settings(settings)
-        return cls(crawler, server, lease_timeout=lease_timeout(settings), **kwargs)
+        timeout = resilience_settings.read(settings, "RESILIENCE_REDIS_LEASE_TIMEOUT")
+        return cls(crawler, server, lease_timeout=timeout, **kwargs)
 
     # -- Scrapy's scheduler interface ----------------------------------------------
 
@@ -173,6 +180,7 @@ class LeasedScheduler(Scheduler):
         link.every(max(1.0, self.lease_timeout / 4), self._reclaim, self._reclaimed)
         link.every(STATUS_INTERVAL, self._read_status, self._status_read)
         link.start()
+        self.shared = SharedAbort(self.crawler, link, self.job.abort, self.worker)
         self._sweeper = create_looping_call(self.sweep)
         self._sweeper.start(SWEEP_INTERVAL, now=False)
         self.crawler.signals.connect(self._request_held, signal=resilience_signals.request_held)
@@ -183,7 +191,7 @@ class LeasedScheduler(Scheduler):
         return len(self._buffer) + (self._status.pending if self._status else 0)
 
     def enqueue_request(self, request: Request) -> bool:
-        held = request.meta.pop(HELD_KEY, None)
+        held = request.meta.pop(REDIS_HELD_KEY, None)
         fingerprint = "" if request.dont_filter else self._fingerprint(request)
         self._outbox += (fingerprint, str(-request.priority), self._encode(request))
         if held is not None:
@@ -201,7 +209,7 @@ class LeasedScheduler(Scheduler):
         lease, crashes, payload = self._buffer.popleft()
         self._lease_more()
         request = request_from_dict(self.serializer.loads(payload), spider=self.spider)
-        request.meta[LEASE_KEY] = lease
+        request.meta[REDIS_LEASE_KEY] = lease
         if crashes:
             request.meta[CRASHES_KEY] = crashes
         self._flying[lease] = request
@@ -214,7 +222,7 @@ class LeasedScheduler(Scheduler):
         if self._link is None:
             return False
         status = self._status
-        if status is None or status.seq < self._link.submitted or not self._link.connected:
+        if status is None or status.seq < self._changed or not self._link.connected:
             return True  # our own latest changes are not in it, or Redis is away: not finished
         return status.pending > 0 or status.leased > 0
 
@@ -225,8 +233,13 @@ class LeasedScheduler(Scheduler):
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self.sweep()
+        if reason not in SHARED_REASONS:
+            # The site failed them, the job goes on: done. After a failure-rate
+            # abort they go back to the queue, for the run after the site returns.
+            self._ack(sorted(self._failed))
+            self._failed.clear()
         self._flush_outbox()
-        left = len(self._buffer) + len(self._flying) + len(self._kept) + len(self._held)
+        left = len(self._buffer) + len(self._flying) + len(self._kept) + len(self._held) + len(self._failed)
         logger.info("Closing the leased queue (%(reason)s): %(left)d requests leased here go back to the queue",
                     {"reason": reason, "left": left})
         final: list[Callable[[Any], Any]] = [self._release]
@@ -246,24 +259,30 @@ class LeasedScheduler(Scheduler):
         for lease in done:
             del self._flying[lease]
         self._flush_outbox()  # children before the ack: a kill in between re-crawls the parent
-        assert self._link is not None
-        self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *done))
-        self.stats.inc_value(stats.ACKED, len(done))
+        self._ack(done)
+        self._lease_more()
 
-    def keep(self, request: Request) -> None:
-        """``request`` was refused by an abort: not done; it goes back to the queue at close."""
-        lease = request.meta.get(LEASE_KEY)
+    def _ack(self, leases: list[str]) -> None:
+        if not leases:
+            return
+        assert self._link is not None
+        self._changed = self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *leases))
+        self.stats.inc_value(stats.REDIS_ACKED, len(leases))
+
+    def keep(self, request: Request, *, failed: bool) -> None:
+        """``request`` is not done: refused by an abort (``failed=False``), or its download failed for good."""
+        lease = request.meta.get(REDIS_LEASE_KEY)
         if lease is not None and self._flying.pop(lease, None) is not None:
-            self._kept.add(lease)
+            (self._failed if failed else self._kept).add(lease)
 
     def _request_held(self, request: Request, not_before: float) -> None:
         # The retry's parent is acked once it leaves the engine: the retry must be in Redis by then.
         entry = f"h{next(self._held_ids)}"
         value = keys.lease_value(str(-request.priority), 0, self._encode(request))
-        request.meta[HELD_KEY] = entry
+        request.meta[REDIS_HELD_KEY] = entry
         self._held.add(entry)
         assert self._link is not None
-        self._link.submit(lambda client: client.hset(self.job.leases(self.worker), entry, value))
+        self._changed = self._link.submit(lambda client: client.hset(self.job.leases(self.worker), entry, value))
 
     # -- pushing and leasing ------------------------------------------------------------
 
@@ -274,7 +293,7 @@ class LeasedScheduler(Scheduler):
 
     def _encode(self, request: Request) -> bytes:
         # Our keys belong to this worker's copy of the request, not to the payload.
-        for key in (LEASE_KEY, CRASHES_KEY):
+        for key in (REDIS_LEASE_KEY, CRASHES_KEY):
             request.meta.pop(key, None)
         return bytes(self.serializer.dumps(request.to_dict(spider=self.spider)))
 
@@ -288,7 +307,7 @@ class LeasedScheduler(Scheduler):
         if self._held_done:
             done, self._held_done = self._held_done, []
             self._held.difference_update(done)
-            self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *done))
+            self._changed = self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *done))
 
     def _push(self, batch: list[Any]) -> None:
         def push(client: Any) -> int:
@@ -296,7 +315,7 @@ class LeasedScheduler(Scheduler):
                                             client=client))
 
         assert self._link is not None
-        self._link.submit(push, lambda added: self._pushed(added, len(batch) // 3))
+        self._changed = self._link.submit(push, lambda added: self._pushed(added, len(batch) // 3))
 
     def _pushed(self, added: int | None, sent: int) -> None:
         added = int(added or 0)
@@ -308,12 +327,14 @@ class LeasedScheduler(Scheduler):
             self._lease_more()
 
     def _lease_more(self) -> None:
-        if self._leasing or self._closing or self._link is None or len(self._buffer) >= self._target // 2:
+        if self._leasing or self._closing or self._link is None:
+            return
+        count = self._room - len(self._buffer) - len(self._flying)
+        if count < max(1, self._room // 4) and (count <= 0 or self._buffer):
             return
         if self._pending_hint <= 0 and time.monotonic() - self._empty_since < EMPTY_POLL:
             return
         self._leasing = True
-        count = self._target - len(self._buffer)
         self._link.submit(lambda client: self.scripts["lease"](
             keys=[self.job.queue, self.job.workers, self.job.leases(self.worker), self.job.seq, self.job.crashes],
             args=[self.mode, self.worker, count, int(self.lease_timeout * 1000)], client=client),
@@ -325,7 +346,7 @@ class LeasedScheduler(Scheduler):
         got = len(result) // 3
         for i in range(0, len(result), 3):
             self._buffer.append((keys.as_str(result[i]), int(result[i + 1]), result[i + 2]))
-        self.stats.inc_value(stats.LEASED, got)
+        self.stats.inc_value(stats.REDIS_LEASED, got)
         if got < asked:
             self._pending_hint = 0
             self._empty_since = time.monotonic()
@@ -374,7 +395,7 @@ class LeasedScheduler(Scheduler):
 
     def _reclaimed(self, count: int | None) -> None:
         if count:
-            self.stats.inc_value(stats.RECLAIMED, count)
+            self.stats.inc_value(stats.REDIS_RECLAIMED, count)
             self._pending_hint += count
             logger.warning("Put back %(count)d requests leased by workers that stopped renewing them",
                            {"count": count})
@@ -387,8 +408,7 @@ class LeasedScheduler(Scheduler):
         was_pending = self.has_pending_requests()
         self._status = Status(seq, int(pending), int(leased), keys.as_str(abort), int(server_ms))
         self._pending_hint = self._status.pending
-        if self._status.abort and self.on_abort_record is not None:
-            self.on_abort_record(self._status.abort, self.started_ms)
+        self.shared.status(self._status.abort, self.started_ms)
         self._lease_more()
         if was_pending and not self.has_pending_requests():
             wake(self.crawler)  # the job is finished: let the engine see it idle now
@@ -398,7 +418,7 @@ class LeasedScheduler(Scheduler):
                        {"error": error})
 
     def _reconnected(self, seconds: float) -> None:
-        self.stats.inc_value(stats.RECONNECTS)
+        self.stats.inc_value(stats.REDIS_RECONNECTS)
         logger.warning("Reconnected to Redis after %(seconds).1f s", {"seconds": seconds})
         self._reclaim_after = time.monotonic() + self.lease_timeout
         assert self._link is not None
@@ -407,7 +427,7 @@ class LeasedScheduler(Scheduler):
 
     def _adopt(self, entries: dict[bytes, bytes] | None) -> None:
         """Take back our leases whose reply was lost with the connection."""
-        known = set(self._flying) | self._kept | self._held | {lease for lease, _, _ in self._buffer}
+        known = set(self._flying) | self._kept | self._failed | self._held | {lease for lease, _, _ in self._buffer}
         for raw, value in (entries or {}).items():
             lease = keys.as_str(raw)
             if lease not in known:
@@ -416,20 +436,43 @@ class LeasedScheduler(Scheduler):
         wake(self.crawler)
 
 
+def swap_scheduler(settings: Any) -> None:
+    """Put the leased scheduler in scrapy-redis's place (same priority: the user chose that scheduler)."""
+    settings.set("SCHEDULER", LeasedScheduler, priority=settings.getpriority("SCHEDULER"))
+    # Early in the chain, as the frontier ledger: every request refused by an abort passes it.
+    settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", LeaseKeeperMiddleware, LEASE_KEEPER_ORDER)
+
+
 _schedulers: weakref.WeakKeyDictionary[Crawler, LeasedScheduler] = weakref.WeakKeyDictionary()
 
 
 class LeaseKeeperMiddleware:
-    """A request refused because the crawl is aborting is not done: its lease is kept."""
+    """Keeps the leases of requests that are not done although they leave the engine.
+
+    A request refused because the crawl is aborting was never sent. A request
+    whose download failed for good (after every retry; the monitor's notion
+    of a failure) is done unless the job then aborts for its failure rate: a
+    dead site's requests must be crawled again once it is back.
+    """
 
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
+        self.failure_codes = frozenset(resilience_settings.read(crawler.settings, "RESILIENCE_RETRY_HTTP_CODES"))
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LeaseKeeperMiddleware:
         return cls(crawler)
 
+    def process_response(self, request: Request, response: Response) -> Response:
+        if response.status in self.failure_codes and (scheduler := _schedulers.get(self.crawler)) is not None:
+            scheduler.keep(request, failed=True)
+        return response
+
     def process_exception(self, request: Request, exception: Exception) -> None:
         scheduler = _schedulers.get(self.crawler)
-        if scheduler is not None and isinstance(exception, RequestAfterAbort):
-            scheduler.keep(request)
+        if scheduler is None:
+            return
+        if isinstance(exception, RequestAfterAbort):
+            scheduler.keep(request, failed=False)
+        elif is_failure(exception, self.failure_codes):  # None for the other IgnoreRequests: done on purpose
+            scheduler.keep(request, failed=True)

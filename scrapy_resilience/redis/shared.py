@@ -1,0 +1,69 @@
+"""One abort for the whole job: the first worker to decide writes it to Redis, the others follow.
+
+Each worker's monitor judges the failure rate on what it sees; N workers
+hitting a dead site would otherwise decide N times, at N moments, some of them
+only after many more failed requests. The first decision is written to
+``Q:abort`` as ``server-ms TAB reason TAB worker``; every worker reads it with
+the job's status (every 0.25 s) and stops with the same reason through its own
+monitor (``MonitorExtension.stop``), so each one runs its abort actions and
+puts its unfinished requests back in the queue. Only the failure rate is
+shared: memory, CPU or crashes are one worker's trouble, not the site's. A
+decision older than the worker's own start is an earlier run's: a restarted
+job crawls on.
+
+Per-domain pauses (a Retry-After seen by one worker) would travel the same
+way: a record written here when the retry layer pauses a domain, read with the
+status, applied through the retry layer's cooldown; that needs the site-health
+model of the failure-handling issue and is not built yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scrapy.crawler import Crawler
+
+from scrapy_resilience.monitor.extension import MonitorExtension
+from scrapy_resilience.monitor.judge import REASON_FAILURE_RATE
+from scrapy_resilience.redis.link import RedisLink
+
+logger = logging.getLogger(__name__)
+
+SHARED_REASONS = frozenset({REASON_FAILURE_RATE})
+
+
+class SharedAbort:
+    """Publishes this worker's failure-rate abort and follows the one another worker published."""
+
+    def __init__(self, crawler: Crawler, link: RedisLink, key: str, worker: str) -> None:
+        self.crawler = crawler
+        self.link = link
+        self.key = key
+        self.worker = worker
+        self.published = False
+        self.followed: str | None = None
+
+    def _monitor(self) -> MonitorExtension | None:
+        return self.crawler.get_extension(MonitorExtension)
+
+    def status(self, record: str, started_ms: int) -> None:
+        """The job's abort record as just read (``""`` for none); ``started_ms``: our start, server time."""
+        monitor = self._monitor()
+        if monitor is None or self.followed is not None:
+            return
+        if monitor.stopping is None and record:
+            at, reason, worker = record.split("\t", 2)
+            if int(at) >= started_ms and worker != self.worker:
+                self.followed = reason
+                logger.warning("Worker %(worker)s decided to stop the job (%(reason)s): stopping too",
+                               {"worker": worker, "reason": reason})
+                monitor.stop(reason, {"decided_by": worker})
+        elif monitor.stopping in SHARED_REASONS and not self.published:
+            self.published = True
+            reason = monitor.stopping
+            self.link.submit(lambda client: self._publish(client, reason))
+
+    def _publish(self, client: Any, reason: str) -> None:
+        seconds, micros = client.time()
+        client.set(self.key, f"{seconds * 1000 + micros // 1000}\t{reason}\t{self.worker}")

@@ -1,0 +1,87 @@
+"""Many ``scrapy crawl`` workers on one scrapy-redis job: kill any of them, lose nothing.
+
+Real worker processes of example_project's catalogue spider, a real
+redis-server (``redis_server``), a private demo site; items read from each
+worker's JSON lines feed as a user reads them.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from checkpoint_helpers import wait_for
+from redis_helpers import RedisServer, Workers
+
+pytestmark = pytest.mark.timeout(400)
+
+PRODUCTS = "240"
+
+
+@pytest.fixture
+def site(start_demo_site: Any) -> Any:
+    """A private demo site; a quarter of its pages take 0.1 s, so a crawl lasts long enough to be killed."""
+    site = start_demo_site("--products", PRODUCTS)
+    site.set_faults(slow={"fraction": 0.25, "delay": 0.1})
+    return site
+
+
+def worker_leases(server: RedisServer, pid: int) -> int:
+    """Requests leased (taken, or held for a backoff) by the worker process ``pid`` right now."""
+    for worker in server.client.zrange("catalogue:requests:workers", 0, -1):
+        if f":{pid}:" in worker.decode():
+            return int(server.client.hlen(b"catalogue:requests:lease:" + worker))
+    return 0
+
+
+def test_one_worker_alone_crawls_the_whole_site(site: Any, scrapy_project_env: Any, redis_server: RedisServer,
+                                                tmp_path: Path) -> None:
+    """With the add-on, scrapy-redis's settings unchanged: one worker crawls every item and leaves nothing leased."""
+    scrapy_project_env.env["DEMO_SITE_URL"] = site.url
+    workers = Workers(scrapy_project_env, tmp_path, redis_server.url)
+    workers.start()
+    workers.wait()
+    log = workers.log(1)
+    assert "Spider closed (finished)" in log, log[-3000:]
+    assert "Leased queue catalogue:requests" in log
+    assert sorted(workers.skus()) == sorted(set(workers.skus()))
+    assert len(workers.skus()) == site.info()["live"]
+    assert redis_server.client.zcard("catalogue:requests") == 0
+    assert not redis_server.client.keys("catalogue:requests:lease:*")
+
+
+def test_sigkilled_workers_lose_nothing(site: Any, scrapy_project_env: Any, redis_server: RedisServer,
+                                        tmp_path: Path) -> None:
+    """Three workers, one SIGKILLed at seeded moments (restarted once, then not): every item, few duplicates."""
+    scrapy_project_env.env["DEMO_SITE_URL"] = site.url
+    rng = random.Random(20261202)
+    workers = Workers(scrapy_project_env, tmp_path, redis_server.url)
+    workers.start(3)
+    in_flight = 0
+    for victim in (1, 4):  # worker 1, then its replacement (worker 4), which is not restarted
+        moment = workers.total_items() + rng.randint(10, 60)
+        process = workers.processes[victim - 1]
+        wait_for(lambda moment=moment, process=process: (
+                     workers.total_items() >= moment and worker_leases(redis_server, process.pid) > 0
+                 ) or process.poll() is not None,
+                 timeout=120, what=f"{moment} items in all, worker {victim} with requests leased")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        in_flight += worker_leases(redis_server, process.pid)
+        if victim == 1:
+            workers.start()
+    workers.wait()
+    for n in (2, 3):
+        assert "Spider closed (finished)" in workers.log(n), workers.log(n)[-3000:]
+    items = workers.skus()
+    assert len(set(items)) == site.info()["live"]
+    duplicates = sum(count - 1 for count in Counter(items).values())
+    assert duplicates <= in_flight
+    reclaimed = sum(int(redis_server.client.hget("catalogue:requests:dead", worker) or 0)
+                    for worker in redis_server.client.hkeys("catalogue:requests:dead"))
+    assert reclaimed == in_flight > 0
+    assert not redis_server.client.keys("catalogue:requests:lease:*")
