@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checkpoint_helpers import wait_for
+from checkpoint_helpers import stats_of, wait_for
 from redis_helpers import RedisServer, Workers
 
 pytestmark = pytest.mark.timeout(400)
@@ -84,4 +84,26 @@ def test_sigkilled_workers_lose_nothing(site: Any, scrapy_project_env: Any, redi
     reclaimed = sum(int(redis_server.client.hget("catalogue:requests:dead", worker) or 0)
                     for worker in redis_server.client.hkeys("catalogue:requests:dead"))
     assert reclaimed == in_flight > 0
+    assert not redis_server.client.keys("catalogue:requests:lease:*")
+
+
+def test_workers_wait_for_a_redis_killed_and_restarted_from_its_aof(
+        site: Any, scrapy_project_env: Any, redis_server: RedisServer, tmp_path: Path) -> None:
+    """redis-server SIGKILLed mid-crawl: the workers wait, reconnect once it is back from its AOF, and lose nothing."""
+    scrapy_project_env.env["DEMO_SITE_URL"] = site.url
+    workers = Workers(scrapy_project_env, tmp_path, redis_server.url)
+    workers.start(3)
+    wait_for(lambda: workers.total_items() >= 40, timeout=120, what="40 items")
+    redis_server.kill()
+    wait_for(lambda: all("Lost Redis" in workers.log(n) for n in (1, 2, 3)), timeout=120,
+             what="every worker to notice the outage")
+    assert all(process.poll() is None for process in workers.processes)  # waiting, not crashed
+    redis_server.start()
+    workers.wait()
+    for n in (1, 2, 3):
+        log = workers.log(n)
+        assert "Spider closed (finished)" in log, log[-3000:]
+        assert stats_of(log)["resilience/redis/reconnects"] >= 1
+    items = workers.skus()
+    assert len(set(items)) == site.info()["live"]
     assert not redis_server.client.keys("catalogue:requests:lease:*")
