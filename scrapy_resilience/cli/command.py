@@ -23,7 +23,7 @@ class ResilienceCommand(ScrapyCommand):
     requires_crawler_process = False
 
     def syntax(self) -> str:
-        return "{list,show,verify,events} DIR [options] | crawl SPIDER [scrapy crawl options]"
+        return "{list,show,verify,events} DIR [options] | redis URL --spider NAME | crawl SPIDER [scrapy crawl options]"
 
     def short_desc(self) -> str:
         return "Inspect checkpoints and failure events; run a crawl under a supervisor"

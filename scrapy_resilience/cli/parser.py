@@ -19,15 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scrapy_resilience.cli import jobview, report, supervisor
+from scrapy_resilience.cli import jobview, redisview, report, supervisor
 from scrapy_resilience.cli.supervisor import MAX_RESTART_DELAY, Outcome
 
 USAGE_ERROR = 2
 FAILED_TO_START = int(Outcome.FAILED_TO_START)
-SUBCOMMANDS = ("list", "show", "verify", "events", "crawl")
+SUBCOMMANDS = ("list", "show", "verify", "events", "crawl", "redis")
 DESCRIPTION = (
-    "Inspect the checkpoints and failure events of a job directory (the RESILIENCE_CHECKPOINT_DIR of a crawl), "
-    "or run a crawl under a supervisor that restarts and resumes it."
+    "Inspect the checkpoints and failure events of a job directory (the RESILIENCE_CHECKPOINT_DIR of a crawl) "
+    "or a scrapy-redis job, or run a crawl under a supervisor that restarts and resumes it."
 )
 
 
@@ -45,6 +45,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     events = subs.add_parser("events", parents=[common], help="failure events grouped by category and message")
     events.add_argument("--all", action="store_true", help="list the events one by one instead of grouped")
     events.add_argument("--category", help="only events of this category (network, browser, system, ...)")
+    job = subs.add_parser("redis", help="a scrapy-redis job on the leased queue: pending, leases per worker, "
+                          "dead workers, reclaimed requests")
+    job.add_argument("url", metavar="URL", help="the workers' REDIS_URL, e.g. redis://127.0.0.1:6379/0")
+    which = job.add_mutually_exclusive_group(required=True)
+    which.add_argument("--spider", help="the spider's name (scrapy-redis's default keys, <spider>:requests)")
+    which.add_argument("--queue", help="the job's SCHEDULER_QUEUE_KEY, once formatted")
+    job.add_argument("--json", action="store_true", help="print JSON for machines instead of a table")
     crawl = subs.add_parser(
         "crawl", allow_abbrev=False, usage="%(prog)s [--restart-delay SECONDS] SPIDER [scrapy crawl options]",
         help="run `scrapy crawl SPIDER ...` under a supervisor that restarts and resumes it",
@@ -76,6 +83,8 @@ def main(argv: list[str], prog: str = "python -m scrapy_resilience") -> int:
         return int(exc.code or 0)
     if opts.subcommand == "crawl":
         return _crawl(opts, extra)
+    if opts.subcommand == "redis" and not extra:
+        return _redis(opts, prog)
     if extra:
         parser.print_usage(sys.stderr)
         print("{}: error: unrecognized arguments: {}".format(prog, " ".join(extra)), file=sys.stderr)
@@ -135,6 +144,20 @@ def _events(opts: argparse.Namespace, directory: Path) -> tuple[int, Any, str]:
         return 0, document, report.render_events(str(directory), document["events"], skipped)
     document["groups"] = jobview.group_events(events)
     return 0, document, report.render_groups(str(directory), document["groups"], skipped)
+
+
+def _redis(opts: argparse.Namespace, prog: str) -> int:
+    # Imported here: the redis client is an optional extra, needed by this subcommand only.
+    import redis
+
+    client = redis.Redis.from_url(opts.url)
+    try:
+        document = redisview.job_document(client, redisview.job_keys(opts.queue, opts.spider))
+    except redis.exceptions.RedisError as exc:
+        print(f"{prog}: error: {opts.url}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    print(json.dumps(document, indent=2, sort_keys=True) if opts.json else redisview.render(document))
+    return 0
 
 
 def _crawl(opts: argparse.Namespace, crawl_args: list[str]) -> int:
