@@ -251,6 +251,7 @@ class LeasedScheduler(Scheduler):
 
     def sweep(self) -> None:
         """Ack the requests the engine is done with (after their children and their feed lines)."""
+        self.shared.check()
         engine_has = in_progress(self.crawler)
         done = [lease for lease, request in self._flying.items() if request not in engine_has]
         if not done:

@@ -47,22 +47,27 @@ class SharedAbort:
     def _monitor(self) -> MonitorExtension | None:
         return self.crawler.get_extension(MonitorExtension)
 
-    def status(self, record: str, started_ms: int) -> None:
-        """The job's abort record as just read (``""`` for none); ``started_ms``: our start, server time."""
+    def check(self) -> None:
+        """Publish this worker's own decision as soon as it is taken (called every sweep, 0.05 s)."""
         monitor = self._monitor()
-        if monitor is None or self.followed is not None:
+        if monitor is None or self.published or self.followed is not None:
             return
-        if monitor.stopping is None and record:
-            at, reason, worker = record.split("\t", 2)
-            if int(at) >= started_ms and worker != self.worker:
-                self.followed = reason
-                logger.warning("Worker %(worker)s decided to stop the job (%(reason)s): stopping too",
-                               {"worker": worker, "reason": reason})
-                monitor.stop(reason, {"decided_by": worker})
-        elif monitor.stopping in SHARED_REASONS and not self.published:
+        if monitor.stopping in SHARED_REASONS:
             self.published = True
             reason = monitor.stopping
             self.link.submit(lambda client: self._publish(client, reason))
+
+    def status(self, record: str, started_ms: int) -> None:
+        """The job's abort record as just read (``""`` for none); ``started_ms``: our start, server time."""
+        monitor = self._monitor()
+        if monitor is None or monitor.stopping is not None or not record:
+            return
+        at, reason, worker = record.split("\t", 2)
+        if int(at) >= started_ms and worker != self.worker:
+            self.followed = reason
+            logger.warning("Worker %(worker)s decided to stop the job (%(reason)s): stopping too",
+                           {"worker": worker, "reason": reason})
+            monitor.stop(reason, {"decided_by": worker})
 
     def _publish(self, client: Any, reason: str) -> None:
         seconds, micros = client.time()

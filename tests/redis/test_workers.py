@@ -107,3 +107,44 @@ def test_workers_wait_for_a_redis_killed_and_restarted_from_its_aof(
     items = workers.skus()
     assert len(set(items)) == site.info()["live"]
     assert not redis_server.client.keys("catalogue:requests:lease:*")
+
+
+ABORT = {
+    "RESILIENCE_ABORT_FAILURE_RATE": 50,
+    "RESILIENCE_ABORT_MIN_OPERATIONS": 10,
+    "RESILIENCE_ABORT_WINDOW_SIZE": 20,
+    # Few, quick retries: the test is about the shared decision, not about the backoff's length.
+    "RESILIENCE_RETRY_MAX_ATTEMPTS": 2,
+    "RESILIENCE_RETRY_BASE_DELAY": 0.1,
+    "RESILIENCE_RETRY_MAX_DELAY": 0.1,
+}
+
+
+def test_a_dead_site_stops_every_worker_with_one_reason_and_a_restart_finishes(
+        site: Any, scrapy_project_env: Any, redis_server: RedisServer, tmp_path: Path) -> None:
+    """Three workers, the site dies: all stop with resilience_failure_rate; once it is back a restart finishes."""
+    scrapy_project_env.env["DEMO_SITE_URL"] = site.url
+    workers = Workers(scrapy_project_env, tmp_path, redis_server.url, settings=ABORT)
+    workers.start(1)
+    # The two others would judge only after 10,000 outcomes of their own: they can only follow.
+    workers.start(2, RESILIENCE_ABORT_MIN_OPERATIONS=10_000, RESILIENCE_ABORT_WINDOW_SIZE=10_000)
+    wait_for(lambda: workers.total_items() >= 30, timeout=120, what="30 items")
+    site.set_faults(outage={"duration": 3600, "mode": "503"})
+    workers.wait()
+    record = redis_server.client.get("catalogue:requests:abort").decode()
+    _, reason, decided_by = record.split("\t")
+    assert reason == "resilience_failure_rate"
+    assert f":{workers.processes[0].pid}:" in decided_by
+    for n in (1, 2, 3):
+        assert stats_of(workers.log(n))["finish_reason"] == "resilience_failure_rate", workers.log(n)[-3000:]
+    for n in (2, 3):
+        assert f"Worker {decided_by} decided to stop the job (resilience_failure_rate)" in workers.log(n)
+    assert redis_server.client.zcard("catalogue:requests") > 0  # what was left, back in the queue
+    assert not redis_server.client.keys("catalogue:requests:lease:*")
+
+    site.reset()
+    workers.start(3)
+    workers.wait()
+    for n in (4, 5, 6):
+        assert "Spider closed (finished)" in workers.log(n), workers.log(n)[-3000:]
+    assert len(set(workers.skus())) == site.info()["live"]
