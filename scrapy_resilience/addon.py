@@ -62,7 +62,7 @@ class Addon:
         # A scrapy-redis project gets the leased queue: crash-safe, and shared by its workers.
         if resilience_settings.read(settings, "RESILIENCE_REDIS_ENABLED") and uses_scrapy_redis(settings):
             # Imported only here: scrapy-redis and the redis client are an optional extra.
-            from scrapy_resilience.redis.scheduler import swap_scheduler
+            from scrapy_resilience.redis.middleware import swap_scheduler
 
             swap_scheduler(settings)
         # Browser requests get DOWNLOAD_TIMEOUT ("no request waits forever"), crash

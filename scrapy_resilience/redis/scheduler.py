@@ -21,28 +21,23 @@ leased by any worker, and while Redis is unreachable.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
-import os
-import secrets
-import socket
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
-from scrapy.http import Response
 from scrapy.utils.asyncio import call_later, create_looping_call
 from scrapy.utils.misc import load_object
 from scrapy.utils.request import request_from_dict
 from scrapy_redis import connection, defaults, picklecompat
 from scrapy_redis.dupefilter import RFPDupeFilter
-from scrapy_redis.queue import FifoQueue, LifoQueue, PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 from twisted.internet.defer import Deferred
 
@@ -50,11 +45,10 @@ from scrapy_resilience import settings as resilience_settings
 from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience import stats
 from scrapy_resilience.checkpoint.ledger import flush_feeds, in_progress
-from scrapy_resilience.exceptions import ConfigError, RequestAfterAbort
 from scrapy_resilience.meta import CRASHES_KEY, REDIS_HELD_KEY, REDIS_LEASE_KEY
-from scrapy_resilience.monitor.judge import is_failure
-from scrapy_resilience.redis import keys
+from scrapy_resilience.redis import compat, keys
 from scrapy_resilience.redis.link import RedisLink
+from scrapy_resilience.redis.ops import JobOps
 from scrapy_resilience.redis.shared import SHARED_REASONS, SharedAbort
 
 logger = logging.getLogger(__name__)
@@ -62,7 +56,8 @@ logger = logging.getLogger(__name__)
 SWEEP_INTERVAL = 0.05  # as the frontier ledger: few duplicates after a kill
 STATUS_INTERVAL = 0.25
 PUSH_BATCH = 500  # requests per push script call
-LEASE_KEEPER_ORDER = 11  # next to the frontier ledger's middleware (10)
+FAILED_KEPT = 10_000  # failed requests remembered for a failure-rate abort
+OWN_KEYS = (REDIS_LEASE_KEY, REDIS_HELD_KEY, CRASHES_KEY)
 EMPTY_POLL = 0.25  # seconds between leases tried while the queue looks empty
 
 
@@ -75,33 +70,6 @@ class Status:
     server_ms: int
 
 
-def wake(crawler: Crawler) -> None:
-    """Have the engine ask the scheduler for requests now, not at its next 5 s heartbeat.
-
-    The one private access here: ``engine._slot.nextcall`` is how Scrapy itself
-    wakes the engine when a request is scheduled; requests that arrive from
-    Redis in a thread have no public way in.
-    """
-    slot = getattr(crawler.engine, "_slot", None)
-    if slot is not None:
-        slot.nextcall.schedule()
-
-
-def worker_name() -> str:
-    """A worker id: host and pid for people, a random part so that ids are never reused."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def queue_mode(queue_cls: Any) -> str:
-    """``zset``, ``fifo`` or ``lifo``: how the leased queue reads scrapy-redis's queue class."""
-    cls = load_object(queue_cls)
-    for base, mode in ((PriorityQueue, "zset"), (FifoQueue, "fifo"), (LifoQueue, "lifo")):
-        if isinstance(cls, type) and issubclass(cls, base):
-            return mode
-    raise ConfigError("SCHEDULER_QUEUE_CLASS", queue_cls, "with RESILIENCE_REDIS_ENABLED, scrapy-redis's "
-                      "PriorityQueue, FifoQueue or LifoQueue (or a subclass)")
-
-
 class LeasedScheduler(Scheduler):
     """scrapy-redis's scheduler with leases and acks (swapped in by the add-on)."""
 
@@ -110,8 +78,8 @@ class LeasedScheduler(Scheduler):
         self.crawler = crawler
         self.stats = crawler.stats
         self.lease_timeout = lease_timeout
-        self.mode = queue_mode(self.queue_cls)
-        self.worker = worker_name()
+        self.mode = compat.queue_mode(self.queue_cls)
+        self.worker = compat.worker_name()
         self.started_ms = 0  # server time of our first contact with Redis
         concurrency = crawler.settings.getint("CONCURRENT_REQUESTS")
         # Requests leased at most: what the engine can work on at once. A worker
@@ -120,7 +88,9 @@ class LeasedScheduler(Scheduler):
         self._buffer: deque[tuple[str, int, bytes]] = deque()  # (lease id, crashes, payload)
         self._flying: dict[str, Request] = {}  # handed to the engine, not done yet
         self._kept: set[str] = set()  # refused by an abort: left leased, put back at close
-        self._failed: set[str] = set()  # failed for good: acked at close, unless the job aborts
+        # Requests whose download failed for good (done, acked): pushed again if the job aborts for its
+        # failure rate, so that the run after the site's return crawls them.
+        self._failed: deque[tuple[str, bytes]] = deque(maxlen=FAILED_KEPT)
         self._held: set[str] = set()  # held retries' entries
         self._held_ids = itertools.count(1)
         self._outbox: list[Any] = []  # (fingerprint, score, payload), flat, not pushed yet
@@ -139,21 +109,8 @@ class LeasedScheduler(Scheduler):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LeasedScheduler:
-        # scrapy-redis's from_settings, without its blocking ping: a Redis
-        # that is down at start-up is waited for like one lost later.
         settings = crawler.settings
-        kwargs: dict[str, Any] = {
-            "persist": settings.getbool("SCHEDULER_PERSIST"),
-            "flush_on_start": settings.getbool("SCHEDULER_FLUSH_ON_START"),
-        }
-        optional = {"queue_key": "SCHEDULER_QUEUE_KEY", "queue_cls": "SCHEDULER_QUEUE_CLASS",
-                    "dupefilter_key": "SCHEDULER_DUPEFILTER_KEY", "dupefilter_cls": "DUPEFILTER_CLASS",
-                    "serializer": "SCHEDULER_SERIALIZER"}
-        for name, setting in optional.items():
-            if value := settings.get(setting):
-                kwargs[name] = value
-        if isinstance(kwargs.get("serializer"), str):
-            kwargs["serializer"] = importlib.import_module(kwargs["serializer"])
+        kwargs = compat.scheduler_kwargs(settings)
         server = connection.from_settings(settings)
         timeout = resilience_settings.read(settings, "RESILIENCE_REDIS_LEASE_TIMEOUT")
         return cls(crawler, server, lease_timeout=timeout, **kwargs)
@@ -168,15 +125,13 @@ class LeasedScheduler(Scheduler):
         dupefilter_cls = load_object(self.dupefilter_cls or defaults.SCHEDULER_DUPEFILTER_CLASS)
         # scrapy-redis's fingerprints, so that a job begun with plain scrapy-redis goes on.
         self.df = dupefilter_cls.from_spider(spider) if issubclass(dupefilter_cls, RFPDupeFilter) else None
-        self.scripts = {name: self.server.register_script(source) for name, source in (
-            ("push", keys.PUSH), ("lease", keys.LEASE), ("renew", keys.RENEW), ("reclaim", keys.RECLAIM),
-            ("release", keys.RELEASE), ("status", keys.STATUS))}
+        ops = self.ops = JobOps(self.server, self.job, self.mode, self.worker, self.lease_timeout)
         link = self._link = RedisLink(self.server, max_backoff=max(0.5, self.lease_timeout / 3),
                                       on_lost=self._lost, on_reconnected=self._reconnected)
         if self.flush_on_start:
-            link.submit(self._delete_job)
-        link.submit(self._renew, self._started)
-        link.every(max(1.0, self.lease_timeout / 3), self._renew)
+            link.submit(ops.delete_job)
+        link.submit(ops.renew, self._started)
+        link.every(max(1.0, self.lease_timeout / 3), ops.renew)
         link.every(max(1.0, self.lease_timeout / 4), self._reclaim, self._reclaimed)
         link.every(STATUS_INTERVAL, self._read_status, self._status_read)
         link.start()
@@ -233,18 +188,18 @@ class LeasedScheduler(Scheduler):
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self.sweep()
-        if reason not in SHARED_REASONS:
-            # The site failed them, the job goes on: done. After a failure-rate
-            # abort they go back to the queue, for the run after the site returns.
-            self._ack(sorted(self._failed))
-            self._failed.clear()
+        if reason in SHARED_REASONS and self._failed:
+            logger.info("%(count)d requests that failed while the site was down go back to the queue",
+                        {"count": len(self._failed)})
+            for score, payload in self._failed:
+                self._outbox += ("", score, payload)  # no fingerprint: their own is seen already
         self._flush_outbox()
-        left = len(self._buffer) + len(self._flying) + len(self._kept) + len(self._held) + len(self._failed)
+        left = len(self._buffer) + len(self._flying) + len(self._kept) + len(self._held)
         logger.info("Closing the leased queue (%(reason)s): %(left)d requests leased here go back to the queue",
                     {"reason": reason, "left": left})
-        final: list[Callable[[Any], Any]] = [self._release]
+        final: list[Callable[[Any], Any]] = [self.ops.release]
         if not self.persist and reason == "finished":
-            final.append(self._delete_if_finished)
+            final.append(self.ops.delete_if_finished)
         return self._link.stop(self.lease_timeout, *final)
 
     # -- done, kept, held -----------------------------------------------------------
@@ -267,14 +222,18 @@ class LeasedScheduler(Scheduler):
         if not leases:
             return
         assert self._link is not None
-        self._changed = self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *leases))
+        self._changed = self._link.submit(partial(self.ops.ack, leases=leases))
         self.stats.inc_value(stats.REDIS_ACKED, len(leases))
 
-    def keep(self, request: Request, *, failed: bool) -> None:
-        """``request`` is not done: refused by an abort (``failed=False``), or its download failed for good."""
+    def keep(self, request: Request) -> None:
+        """``request`` was refused by an abort: not done; it goes back to the queue at close."""
         lease = request.meta.get(REDIS_LEASE_KEY)
         if lease is not None and self._flying.pop(lease, None) is not None:
-            (self._failed if failed else self._kept).add(lease)
+            self._kept.add(lease)
+
+    def failed(self, request: Request) -> None:
+        """``request``'s download failed for good: done, unless the job aborts for its failure rate."""
+        self._failed.append((str(-request.priority), self._encode(request)))
 
     def _request_held(self, request: Request, not_before: float) -> None:
         # The retry's parent is acked once it leaves the engine: the retry must be in Redis by then.
@@ -283,7 +242,7 @@ class LeasedScheduler(Scheduler):
         request.meta[REDIS_HELD_KEY] = entry
         self._held.add(entry)
         assert self._link is not None
-        self._changed = self._link.submit(lambda client: client.hset(self.job.leases(self.worker), entry, value))
+        self._changed = self._link.submit(partial(self.ops.hold, entry=entry, value=value))
 
     # -- pushing and leasing ------------------------------------------------------------
 
@@ -293,10 +252,10 @@ class LeasedScheduler(Scheduler):
         return self.crawler.request_fingerprinter.fingerprint(request).hex()
 
     def _encode(self, request: Request) -> bytes:
+        document = request.to_dict(spider=self.spider)
         # Our keys belong to this worker's copy of the request, not to the payload.
-        for key in (REDIS_LEASE_KEY, CRASHES_KEY):
-            request.meta.pop(key, None)
-        return bytes(self.serializer.dumps(request.to_dict(spider=self.spider)))
+        document["meta"] = {key: value for key, value in document["meta"].items() if key not in OWN_KEYS}
+        return bytes(self.serializer.dumps(document))
 
     def _flush_outbox(self) -> None:
         self._flush_call = None
@@ -304,19 +263,13 @@ class LeasedScheduler(Scheduler):
             return
         outbox, self._outbox = self._outbox, []
         for start in range(0, len(outbox), 3 * PUSH_BATCH):
-            self._push(outbox[start:start + 3 * PUSH_BATCH])
+            batch = outbox[start:start + 3 * PUSH_BATCH]
+            self._changed = self._link.submit(partial(self.ops.push, batch=batch),
+                                              partial(self._pushed, sent=len(batch) // 3))
         if self._held_done:
             done, self._held_done = self._held_done, []
             self._held.difference_update(done)
-            self._changed = self._link.submit(lambda client: client.hdel(self.job.leases(self.worker), *done))
-
-    def _push(self, batch: list[Any]) -> None:
-        def push(client: Any) -> int:
-            return int(self.scripts["push"](keys=[self.job.queue, self.job.dupefilter], args=[self.mode, *batch],
-                                            client=client))
-
-        assert self._link is not None
-        self._changed = self._link.submit(push, lambda added: self._pushed(added, len(batch) // 3))
+            self._changed = self._link.submit(partial(self.ops.ack, leases=done))
 
     def _pushed(self, added: int | None, sent: int) -> None:
         added = int(added or 0)
@@ -336,10 +289,7 @@ class LeasedScheduler(Scheduler):
         if self._pending_hint <= 0 and time.monotonic() - self._empty_since < EMPTY_POLL:
             return
         self._leasing = True
-        self._link.submit(lambda client: self.scripts["lease"](
-            keys=[self.job.queue, self.job.workers, self.job.leases(self.worker), self.job.seq, self.job.crashes],
-            args=[self.mode, self.worker, count, int(self.lease_timeout * 1000)], client=client),
-            lambda leased: self._leased(leased, count))
+        self._link.submit(partial(self.ops.lease, count=count), partial(self._leased, asked=count))
 
     def _leased(self, result: list[Any] | None, asked: int) -> None:
         self._leasing = False
@@ -354,40 +304,17 @@ class LeasedScheduler(Scheduler):
         else:
             self._pending_hint -= got
         if got and not self._closing:
-            wake(self.crawler)
-
-    # -- the link's periodic work (run in its thread) ------------------------------------
-
-    def _renew(self, client: Any) -> int:
-        return int(self.scripts["renew"](keys=[self.job.workers], args=[self.worker, int(self.lease_timeout * 1000)],
-                                         client=client))
+            compat.wake(self.crawler)
 
     def _reclaim(self, client: Any) -> int:
         if time.monotonic() < self._reclaim_after:
             return 0  # just reconnected: give the other workers a lease timeout to renew theirs
-        return int(self.scripts["reclaim"](keys=[self.job.queue, self.job.crashes, self.job.workers, self.job.dead],
-                                           args=[self.mode, self.job.lease_prefix], client=client))
+        return self.ops.reclaim(client)
 
     def _read_status(self, client: Any) -> tuple[int, list[Any]]:
+        # Run in the link's thread: ``applied`` is the last operation done before this read.
         applied = self._link.applied if self._link is not None else 0
-        return applied, self.scripts["status"](keys=[self.job.queue, self.job.workers, self.job.abort],
-                                               args=[self.mode, self.job.lease_prefix], client=client)
-
-    def _release(self, client: Any) -> int:
-        return int(self.scripts["release"](
-            keys=[self.job.queue, self.job.crashes, self.job.workers, self.job.leases(self.worker)],
-            args=[self.mode, self.worker], client=client))
-
-    def _delete_job(self, client: Any) -> None:
-        leases = list(client.scan_iter(match=self.job.lease_prefix + "*"))
-        client.delete(*self.job.all_fixed(), *leases)
-
-    def _delete_if_finished(self, client: Any) -> None:
-        # SCHEDULER_PERSIST=False: scrapy-redis deletes the queue at every close, even while
-        # other workers use it; here only the job's last worker, once nothing is left, does.
-        _, status = self._read_status(client)
-        if int(status[0]) == 0 and int(status[1]) == 0:
-            self._delete_job(client)
+        return applied, self.ops.status(client)
 
     # -- results, on the reactor thread ---------------------------------------------------
 
@@ -412,7 +339,7 @@ class LeasedScheduler(Scheduler):
         self.shared.status(self._status.abort, self.started_ms)
         self._lease_more()
         if was_pending and not self.has_pending_requests():
-            wake(self.crawler)  # the job is finished: let the engine see it idle now
+            compat.wake(self.crawler)  # the job is finished: let the engine see it idle now
 
     def _lost(self, error: str) -> None:
         logger.warning("Lost Redis (%(error)s): waiting and reconnecting; nothing leased is lost",
@@ -423,57 +350,23 @@ class LeasedScheduler(Scheduler):
         logger.warning("Reconnected to Redis after %(seconds).1f s", {"seconds": seconds})
         self._reclaim_after = time.monotonic() + self.lease_timeout
         assert self._link is not None
-        self._link.submit(self._renew)
-        self._link.submit(lambda client: client.hgetall(self.job.leases(self.worker)), self._adopt)
+        self._link.submit(self.ops.renew)
+        self._link.submit(self.ops.held_here, self._adopt)
 
     def _adopt(self, entries: dict[bytes, bytes] | None) -> None:
         """Take back our leases whose reply was lost with the connection."""
-        known = set(self._flying) | self._kept | self._failed | self._held | {lease for lease, _, _ in self._buffer}
+        known = set(self._flying) | self._kept | self._held | {lease for lease, _, _ in self._buffer}
         for raw, value in (entries or {}).items():
             lease = keys.as_str(raw)
             if lease not in known:
                 _, crashes, payload = keys.parse_lease_value(value)
                 self._buffer.append((lease, crashes, payload))
-        wake(self.crawler)
-
-
-def swap_scheduler(settings: Any) -> None:
-    """Put the leased scheduler in scrapy-redis's place (same priority: the user chose that scheduler)."""
-    settings.set("SCHEDULER", LeasedScheduler, priority=settings.getpriority("SCHEDULER"))
-    # Early in the chain, as the frontier ledger: every request refused by an abort passes it.
-    settings.setdefault_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", LeaseKeeperMiddleware, LEASE_KEEPER_ORDER)
+        compat.wake(self.crawler)
 
 
 _schedulers: weakref.WeakKeyDictionary[Crawler, LeasedScheduler] = weakref.WeakKeyDictionary()
 
 
-class LeaseKeeperMiddleware:
-    """Keeps the leases of requests that are not done although they leave the engine.
-
-    A request refused because the crawl is aborting was never sent. A request
-    whose download failed for good (after every retry; the monitor's notion
-    of a failure) is done unless the job then aborts for its failure rate: a
-    dead site's requests must be crawled again once it is back.
-    """
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-        self.failure_codes = frozenset(resilience_settings.read(crawler.settings, "RESILIENCE_RETRY_HTTP_CODES"))
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> LeaseKeeperMiddleware:
-        return cls(crawler)
-
-    def process_response(self, request: Request, response: Response) -> Response:
-        if response.status in self.failure_codes and (scheduler := _schedulers.get(self.crawler)) is not None:
-            scheduler.keep(request, failed=True)
-        return response
-
-    def process_exception(self, request: Request, exception: Exception) -> None:
-        scheduler = _schedulers.get(self.crawler)
-        if scheduler is None:
-            return
-        if isinstance(exception, RequestAfterAbort):
-            scheduler.keep(request, failed=False)
-        elif is_failure(exception, self.failure_codes):  # None for the other IgnoreRequests: done on purpose
-            scheduler.keep(request, failed=True)
+def scheduler_of(crawler: Crawler) -> LeasedScheduler | None:
+    """The leased scheduler of ``crawler``, once the engine built it."""
+    return _schedulers.get(crawler)

@@ -54,6 +54,19 @@ def test_one_worker_alone_crawls_the_whole_site(site: Any, scrapy_project_env: A
     assert not redis_server.client.keys("catalogue:requests:lease:*")
 
 
+def test_requests_that_fail_for_good_do_not_keep_the_job_open(
+        site: Any, scrapy_project_env: Any, redis_server: RedisServer, tmp_path: Path) -> None:
+    """Pages that fail after their last attempt are done: the workers finish and nothing stays leased."""
+    scrapy_project_env.env["DEMO_SITE_URL"] = site.url
+    site.set_faults(outage={"duration": 3600, "mode": "503"})
+    workers = Workers(scrapy_project_env, tmp_path, redis_server.url, settings={"RESILIENCE_RETRY_MAX_ATTEMPTS": 1})
+    workers.start(2)
+    workers.wait()
+    for n in (1, 2):
+        assert "Spider closed (finished)" in workers.log(n), workers.log(n)[-3000:]
+    assert not redis_server.client.keys("catalogue:requests:lease:*")
+
+
 def test_sigkilled_workers_lose_nothing(site: Any, scrapy_project_env: Any, redis_server: RedisServer,
                                         tmp_path: Path) -> None:
     """Three workers, one SIGKILLed at seeded moments (restarted once, then not): every item, few duplicates."""
@@ -126,9 +139,11 @@ def test_a_dead_site_stops_every_worker_with_one_reason_and_a_restart_finishes(
     scrapy_project_env.env["DEMO_SITE_URL"] = site.url
     workers = Workers(scrapy_project_env, tmp_path, redis_server.url, settings=ABORT)
     workers.start(1)
-    # The two others would judge only after 10,000 outcomes of their own: they can only follow.
-    workers.start(2, RESILIENCE_ABORT_MIN_OPERATIONS=10_000, RESILIENCE_ABORT_WINDOW_SIZE=10_000)
-    wait_for(lambda: workers.total_items() >= 30, timeout=120, what="30 items")
+    # The two others take two requests at a time and would judge only after 10,000
+    # outcomes of their own: the first worker decides, they can only follow.
+    workers.start(2, CONCURRENT_REQUESTS=2, RESILIENCE_ABORT_MIN_OPERATIONS=10_000,
+                  RESILIENCE_ABORT_WINDOW_SIZE=10_000)
+    wait_for(lambda: workers.total_items() >= 20, timeout=120, what="20 items")
     site.set_faults(outage={"duration": 3600, "mode": "503"})
     workers.wait()
     record = redis_server.client.get("catalogue:requests:abort").decode()
