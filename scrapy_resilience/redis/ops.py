@@ -19,7 +19,10 @@ class JobOps:
         self.job = job
         self.mode = mode
         self.worker = worker
-        self.timeout_ms = int(lease_timeout * 1000)
+        # A worker's deadline is 5/6 of the lease timeout ahead and every worker looks for overdue
+        # ones every 1/6: a dead worker's requests are back within the timeout; a live one renews
+        # every third, so it has half the timeout to spare before it would be taken for dead.
+        self.timeout_ms = int(lease_timeout * 1000 * 5 / 6)
         self.mine = job.leases(worker)
         self.scripts = {name: server.register_script(source) for name, source in (
             ("push", keys.PUSH), ("lease", keys.LEASE), ("renew", keys.RENEW), ("reclaim", keys.RECLAIM),

@@ -131,8 +131,8 @@ class LeasedScheduler(Scheduler):
         if self.flush_on_start:
             link.submit(ops.delete_job)
         link.submit(ops.renew, self._started)
-        link.every(max(1.0, self.lease_timeout / 3), ops.renew)
-        link.every(max(1.0, self.lease_timeout / 4), self._reclaim, self._reclaimed)
+        link.every(self.lease_timeout / 3, ops.renew)
+        link.every(self.lease_timeout / 6, self._reclaim, self._reclaimed)  # see JobOps.timeout_ms
         link.every(STATUS_INTERVAL, self._read_status, self._status_read)
         link.start()
         self.shared = SharedAbort(self.crawler, link, self.job.abort, self.worker)

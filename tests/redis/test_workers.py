@@ -100,6 +100,33 @@ def test_sigkilled_workers_lose_nothing(site: Any, scrapy_project_env: Any, redi
     assert not redis_server.client.keys("catalogue:requests:lease:*")
 
 
+def held_retries(server: RedisServer, pid: int) -> int:
+    """Retries held for their backoff by the worker process ``pid``, as Redis has them."""
+    for worker in server.client.zrange("catalogue:requests:workers", 0, -1):
+        if f":{pid}:" in worker.decode():
+            return sum(key.startswith(b"h") for key in server.client.hkeys(b"catalogue:requests:lease:" + worker))
+    return 0
+
+
+def test_retries_waiting_for_their_backoff_survive_their_worker(
+        site: Any, scrapy_project_env: Any, redis_server: RedisServer, tmp_path: Path) -> None:
+    """A worker SIGKILLed while its retries wait out a 300 s Retry-After: the next worker crawls them all."""
+    scrapy_project_env.env["DEMO_SITE_URL"] = site.url
+    workers = Workers(scrapy_project_env, tmp_path, redis_server.url)
+    (first,) = workers.start()
+    wait_for(lambda: workers.items(1) >= 20, timeout=120, what="20 items")
+    site.set_faults(outage={"duration": 3600, "mode": "503", "retry_after": 300})
+    wait_for(lambda: held_retries(redis_server, first.pid) >= 3, timeout=120, what="retries held in Redis")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    site.reset()
+    workers.start()
+    workers.wait()
+    assert "Spider closed (finished)" in workers.log(2), workers.log(2)[-3000:]
+    assert stats_of(workers.log(2))["resilience/redis/reclaimed"] >= 3
+    assert len(set(workers.skus())) == site.info()["live"]
+
+
 def test_workers_wait_for_a_redis_killed_and_restarted_from_its_aof(
         site: Any, scrapy_project_env: Any, redis_server: RedisServer, tmp_path: Path) -> None:
     """redis-server SIGKILLed mid-crawl: the workers wait, reconnect once it is back from its AOF, and lose nothing."""
