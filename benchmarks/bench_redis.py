@@ -123,7 +123,8 @@ def losses(site: Any, server: RedisServer, tmp: Path, seed: int) -> None:
         rng = random.Random(seed)
         workers = run_workers(site, server, Path(tempfile.mkdtemp(dir=tmp)), 3, VARIANTS[name])
         moment = rng.randint(20, 60)
-        wait_for(lambda: workers.total_items() >= moment, timeout=300, what=f"{moment} items")
+        wait_for(lambda workers=workers, moment=moment: workers.total_items() >= moment, timeout=300,
+                 what=f"{moment} items")
         # The busiest worker: plain scrapy-redis often leaves the others idle, and they would lose nothing.
         busiest = max((n for n in (1, 2, 3) if workers.processes[n - 1].poll() is None), key=workers.items)
         process = workers.processes[busiest - 1]

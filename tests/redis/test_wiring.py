@@ -35,11 +35,11 @@ def test_the_addon_leaves_other_schedulers_alone(settings):
 def test_an_unsupported_queue_class_stops_the_crawl_at_start_up():
     """A queue class the leased queue cannot read is refused, naming the setting and what is allowed."""
     crawler = get_crawler(settings_dict={**SCRAPY_REDIS, "SCHEDULER_QUEUE_CLASS": "collections.deque"})
-    with pytest.raises(ConfigError, match="SCHEDULER_QUEUE_CLASS.*PriorityQueue, FifoQueue or LifoQueue"):
+    with pytest.raises(ConfigError, match=r"SCHEDULER_QUEUE_CLASS.*PriorityQueue, FifoQueue or LifoQueue"):
         LeasedScheduler.from_crawler(crawler)
 
 
 def test_an_out_of_range_lease_timeout_stops_the_crawl_at_start_up():
     """RESILIENCE_REDIS_LEASE_TIMEOUT below 5 s is refused by the add-on before anything starts."""
-    with pytest.raises(ConfigError, match="RESILIENCE_REDIS_LEASE_TIMEOUT=1.*5 to 3600"):
+    with pytest.raises(ConfigError, match=r"RESILIENCE_REDIS_LEASE_TIMEOUT=1.*5 to 3600"):
         get_crawler(settings_dict={**SCRAPY_REDIS, "ADDONS": ADDON, "RESILIENCE_REDIS_LEASE_TIMEOUT": 1})
