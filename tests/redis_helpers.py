@@ -99,6 +99,13 @@ class Workers:
             if process.poll() is None:
                 process.wait(timeout=timeout)
 
+    def kill(self) -> None:
+        """SIGKILL every worker still running (a failed test must not leave them behind)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=30)
+
     def log(self, n: int) -> str:
         return self.logs[n - 1].read_text()
 
