@@ -165,7 +165,7 @@ return total
 # stops cleanly puts back what it did not finish, without counting a crash.
 RELEASE = _PUT_BACK + """
 local n = put_back(KEYS[4], 0)
-redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
 return n
 """
 

@@ -37,9 +37,11 @@ def worker_leases(server: RedisServer, pid: int) -> int:
     return 0
 
 
-def test_one_worker_alone_crawls_the_whole_site(site: Any, make_workers: Any, redis_server: RedisServer) -> None:
-    """With the add-on, scrapy-redis's settings unchanged: one worker crawls every item and leaves nothing leased."""
-    workers = make_workers(site)
+@pytest.mark.parametrize("queue", ["PriorityQueue", "FifoQueue", "LifoQueue"])
+def test_one_worker_alone_crawls_the_whole_site(site: Any, make_workers: Any, redis_server: RedisServer,
+                                                queue: str) -> None:
+    """With the add-on, scrapy-redis's settings unchanged: one worker crawls every item and leaves nothing behind."""
+    workers = make_workers(site, {"SCHEDULER_QUEUE_CLASS": f"scrapy_redis.queue.{queue}"})
     workers.start()
     workers.wait()
     log = workers.log(1)
@@ -47,8 +49,9 @@ def test_one_worker_alone_crawls_the_whole_site(site: Any, make_workers: Any, re
     assert "Leased queue catalogue:requests" in log
     assert sorted(workers.skus()) == sorted(set(workers.skus()))
     assert len(workers.skus()) == site.info()["live"]
-    assert redis_server.client.zcard("catalogue:requests") == 0
+    assert not redis_server.client.exists("catalogue:requests")
     assert not redis_server.client.keys("catalogue:requests:lease:*")
+    assert not redis_server.client.exists("catalogue:requests:workers")  # it left cleanly, not for dead
 
 
 def test_requests_that_fail_for_good_do_not_keep_the_job_open(
