@@ -72,14 +72,19 @@ class Workers:
         self.logs: list[Path] = []
         self.feeds: list[Path] = []
 
-    def start(self, count: int = 1, **extra: Any) -> list[subprocess.Popen[str]]:
+    def start(self, count: int = 1, *, supervised: bool = False, **extra: Any) -> list[subprocess.Popen[str]]:
+        """Start ``count`` workers (``scrapy resilience crawl``, each with its own job directory, if ``supervised``)."""
         started = []
         for _ in range(count):
             n = len(self.processes) + 1
             feed, log = self.tmp / f"items-{n}.jsonl", self.tmp / f"worker-{n}.log"
             settings = {**self.settings, "FEEDS": {str(feed): {"format": "jsonlines"}}, **extra}
+            command = ("crawl", "catalogue")
+            if supervised:
+                command = ("resilience", "crawl", "catalogue")
+                settings["RESILIENCE_CHECKPOINT_DIR"] = str(self.tmp / f"job-{n}")
             with log.open("w") as out:
-                process = self.env.popen("crawl", "catalogue", settings=settings, stdout=out, stderr=subprocess.STDOUT)
+                process = self.env.popen(*command, settings=settings, stdout=out, stderr=subprocess.STDOUT)
             self.processes.append(process)
             self.logs.append(log)
             self.feeds.append(feed)

@@ -7,6 +7,7 @@ worker's JSON lines feed as a user reads them.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 from collections import Counter
@@ -184,4 +185,23 @@ def test_a_dead_site_stops_every_worker_with_one_reason_and_a_restart_finishes(
     workers.wait()
     for n in (4, 5, 6):
         assert "Spider closed (finished)" in workers.log(n), workers.log(n)[-3000:]
+    assert len(set(workers.skus())) == site.info()["live"]
+
+
+def test_the_supervisor_restarts_a_killed_worker_which_finishes_with_the_others(
+        site: Any, make_workers: Any, redis_server: RedisServer) -> None:
+    """Two supervised workers, own job directories: one's crawl is SIGKILLed, restarted, and the job ends."""
+    workers = make_workers(site)
+    workers.start(2, supervised=True)
+    wait_for(lambda: workers.total_items() >= 20 and any(
+        redis_server.client.hlen(b"catalogue:requests:lease:" + worker)
+        for worker in redis_server.client.zrange("catalogue:requests:workers", 0, -1)), timeout=120,
+        what="a worker holding leases")
+    children = redis_server.client.zrange("catalogue:requests:workers", 0, -1)
+    victim = next(w for w in children if redis_server.client.hlen(b"catalogue:requests:lease:" + w))
+    os.kill(int(victim.decode().split(":")[1]), signal.SIGKILL)  # the crawl, not its supervisor
+    workers.wait()
+    assert all(process.returncode == 0 for process in workers.processes)
+    logs = workers.log(1) + workers.log(2)
+    assert "killed by SIGKILL; restarting" in logs and logs.count("Crawl finished (finished)") == 2
     assert len(set(workers.skus())) == site.info()["live"]
