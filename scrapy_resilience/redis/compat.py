@@ -1,4 +1,4 @@
-"""What the leased queue takes from scrapy-redis and Scrapy: settings, the queue's kind, waking the engine."""
+"""What the leased queue takes from scrapy-redis and Scrapy: settings, payloads, the queue's kind, waking the engine."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ import secrets
 import socket
 from typing import Any
 
+from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.settings import BaseSettings
 from scrapy.utils.misc import load_object
+from scrapy.utils.request import request_from_dict
+from scrapy_redis import defaults, picklecompat
+from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import FifoQueue, LifoQueue, PriorityQueue
 
 from scrapy_resilience.exceptions import ConfigError
+from scrapy_resilience.meta import CRASHES_KEY, REDIS_HELD_KEY, REDIS_LEASE_KEY
+
+# Our keys belong to one worker's copy of a request, never to its payload in Redis.
+OWN_KEYS = (REDIS_LEASE_KEY, REDIS_HELD_KEY, CRASHES_KEY)
 
 # scrapy-redis's Scheduler argument -> the setting it comes from, when set.
 OPTIONAL = {
@@ -37,6 +45,34 @@ def scheduler_kwargs(settings: BaseSettings) -> dict[str, Any]:
     if isinstance(kwargs.get("serializer"), str):
         kwargs["serializer"] = importlib.import_module(kwargs["serializer"])
     return kwargs
+
+
+class Payloads:
+    """Requests as scrapy-redis stores them (its serializer, pickle by default), and its fingerprints.
+
+    The same payloads and fingerprints as plain scrapy-redis, so that a job
+    begun with it goes on with the leased queue, and back.
+    """
+
+    def __init__(self, crawler: Crawler, spider: Spider, serializer: Any, dupefilter_cls: Any) -> None:
+        self.crawler = crawler
+        self.spider = spider
+        self.serializer = serializer or picklecompat
+        cls = load_object(dupefilter_cls or defaults.SCHEDULER_DUPEFILTER_CLASS)
+        self.dupefilter = cls.from_spider(spider) if issubclass(cls, RFPDupeFilter) else None
+
+    def fingerprint(self, request: Request) -> str:
+        if self.dupefilter is not None:
+            return str(self.dupefilter.request_fingerprint(request))
+        return self.crawler.request_fingerprinter.fingerprint(request).hex()
+
+    def encode(self, request: Request) -> bytes:
+        document = request.to_dict(spider=self.spider)
+        document["meta"] = {key: value for key, value in document["meta"].items() if key not in OWN_KEYS}
+        return bytes(self.serializer.dumps(document))
+
+    def decode(self, payload: bytes) -> Request:
+        return request_from_dict(self.serializer.loads(payload), spider=self.spider)
 
 
 def wake(crawler: Crawler) -> None:

@@ -34,10 +34,7 @@ import attrs
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.utils.asyncio import call_later, create_looping_call
-from scrapy.utils.misc import load_object
-from scrapy.utils.request import request_from_dict
-from scrapy_redis import connection, defaults, picklecompat
-from scrapy_redis.dupefilter import RFPDupeFilter
+from scrapy_redis import connection
 from scrapy_redis.scheduler import Scheduler
 from twisted.internet.defer import Deferred
 
@@ -57,7 +54,6 @@ SWEEP_INTERVAL = 0.05  # as the frontier ledger: few duplicates after a kill
 STATUS_INTERVAL = 0.25
 PUSH_BATCH = 500  # requests per push script call
 FAILED_KEPT = 10_000  # failed requests remembered for a failure-rate abort
-OWN_KEYS = (REDIS_LEASE_KEY, REDIS_HELD_KEY, CRASHES_KEY)
 EMPTY_POLL = 0.25  # seconds between leases tried while the queue looks empty
 
 
@@ -119,12 +115,9 @@ class LeasedScheduler(Scheduler):
 
     def open(self, spider: Spider) -> None:
         self.spider = spider
-        self.serializer: Any = self.serializer or picklecompat
         name = {"spider": spider.name}
         self.job = keys.JobKeys(queue=self.queue_key % name, dupefilter=self.dupefilter_key % name)
-        dupefilter_cls = load_object(self.dupefilter_cls or defaults.SCHEDULER_DUPEFILTER_CLASS)
-        # scrapy-redis's fingerprints, so that a job begun with plain scrapy-redis goes on.
-        self.df = dupefilter_cls.from_spider(spider) if issubclass(dupefilter_cls, RFPDupeFilter) else None
+        self.payloads = compat.Payloads(self.crawler, spider, self.serializer, self.dupefilter_cls)
         ops = self.ops = JobOps(self.server, self.job, self.mode, self.worker, self.lease_timeout)
         link = self._link = RedisLink(self.server, max_backoff=max(0.5, self.lease_timeout / 3),
                                       on_lost=self._lost, on_reconnected=self._reconnected)
@@ -147,8 +140,8 @@ class LeasedScheduler(Scheduler):
 
     def enqueue_request(self, request: Request) -> bool:
         held = request.meta.pop(REDIS_HELD_KEY, None)
-        fingerprint = "" if request.dont_filter else self._fingerprint(request)
-        self._outbox += (fingerprint, str(-request.priority), self._encode(request))
+        fingerprint = "" if request.dont_filter else self.payloads.fingerprint(request)
+        self._outbox += (fingerprint, str(-request.priority), self.payloads.encode(request))
         if held is not None:
             self._held_done.append(held)
         if self._flush_call is None:
@@ -163,7 +156,7 @@ class LeasedScheduler(Scheduler):
             return None
         lease, crashes, payload = self._buffer.popleft()
         self._lease_more()
-        request = request_from_dict(self.serializer.loads(payload), spider=self.spider)
+        request = self.payloads.decode(payload)
         request.meta[REDIS_LEASE_KEY] = lease
         if crashes:
             request.meta[CRASHES_KEY] = crashes
@@ -233,29 +226,18 @@ class LeasedScheduler(Scheduler):
 
     def failed(self, request: Request) -> None:
         """``request``'s download failed for good: done, unless the job aborts for its failure rate."""
-        self._failed.append((str(-request.priority), self._encode(request)))
+        self._failed.append((str(-request.priority), self.payloads.encode(request)))
 
     def _request_held(self, request: Request, not_before: float) -> None:
         # The retry's parent is acked once it leaves the engine: the retry must be in Redis by then.
         entry = f"h{next(self._held_ids)}"
-        value = keys.lease_value(str(-request.priority), 0, self._encode(request))
+        value = keys.lease_value(str(-request.priority), 0, self.payloads.encode(request))
         request.meta[REDIS_HELD_KEY] = entry
         self._held.add(entry)
         assert self._link is not None
         self._changed = self._link.submit(partial(self.ops.hold, entry=entry, value=value))
 
     # -- pushing and leasing ------------------------------------------------------------
-
-    def _fingerprint(self, request: Request) -> str:
-        if self.df is not None:
-            return str(self.df.request_fingerprint(request))
-        return self.crawler.request_fingerprinter.fingerprint(request).hex()
-
-    def _encode(self, request: Request) -> bytes:
-        document = request.to_dict(spider=self.spider)
-        # Our keys belong to this worker's copy of the request, not to the payload.
-        document["meta"] = {key: value for key, value in document["meta"].items() if key not in OWN_KEYS}
-        return bytes(self.serializer.dumps(document))
 
     def _flush_outbox(self) -> None:
         self._flush_call = None
