@@ -10,6 +10,9 @@ from __future__ import annotations
 POLICY_KEY = "resilience_policy"  # the name of a RESILIENCE_RETRY_POLICIES policy
 RETRY_UNSAFE_KEY = "resilience_retry_unsafe"  # True: a non-idempotent method may be retried
 CORRELATION_ID_KEY = "resilience_correlation_id"  # shared by the FailureEvents of one request's attempts
+# When this request first failed (epoch): once the site has answered a request
+# sent after that, the request's failures are its own, not the site's.
+FAILED_SINCE_KEY = "resilience_failed_since"
 
 ID_KEY = "resilience_id"  # the request's id in the frontier ledger
 CRASHES_KEY = "resilience_crashes"  # consecutive deaths of the job with this request in flight
