@@ -132,6 +132,8 @@ class Faults:
         if outage is not None:
             if str(outage.get("mode", "503")) not in OUTAGE_MODES:
                 raise ValueError(f"outage mode must be one of {list(OUTAGE_MODES)}")
+            if "user_agent" in outage and outage.get("mode") == "refuse":
+                raise ValueError("a refuse outage resets connections before their User-Agent is read: no user_agent")
             outage.setdefault("start", time.time())
         with self.lock:
             # Merged, so that faults can be added one call at a time; None removes one.
@@ -147,9 +149,12 @@ class Faults:
             self.counters[route, key] += 1
             return self.counters[route, key]
 
-    def outage_mode(self, now: float, host: str) -> str | None:
+    def outage_mode(self, now: float, host: str, user_agent: str = "") -> str | None:
         outage = self.spec.get("outage")
-        if outage and outage["start"] <= now < self.outage_end() and host in outage.get("hosts", (host,)):
+        if not outage or not outage["start"] <= now < self.outage_end():
+            return None
+        # One client of several (a worker of a distributed crawl, by its User-Agent) can be the only one to fail.
+        if host in outage.get("hosts", (host,)) and str(outage.get("user_agent", "")) in user_agent:
             return str(outage.get("mode", "503"))
         return None
 
@@ -255,7 +260,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "ua": self.headers.get("User-Agent", ""),
         }
         faults = self.server.faults
-        mode = faults.outage_mode(started, self.server.host)
+        mode = faults.outage_mode(started, self.server.host, self.entry["ua"])
         if mode in ("reset", "refuse"):
             self._reset()
         elif mode == "silent":

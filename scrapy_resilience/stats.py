@@ -51,3 +51,5 @@ REDIS_LEASED = "resilience/redis/leased"  # requests this worker took from the l
 REDIS_ACKED = "resilience/redis/acked"  # requests this worker finished and removed from Redis
 REDIS_RECLAIMED = "resilience/redis/reclaimed"  # requests of dead workers put back by this one
 REDIS_RECONNECTS = "resilience/redis/reconnects"  # connections to Redis lost and made again
+REDIS_PAUSES_PUBLISHED = "resilience/redis/pauses_published"  # Retry-After pauses this worker wrote for the job
+REDIS_PAUSES_FOLLOWED = "resilience/redis/pauses_followed"  # pauses written by other workers, applied here

@@ -186,6 +186,20 @@ def test_silent_outage_on_one_host_and_a_503_retry_after_date(demo_site: Any) ->
     demo_site.reset()
 
 
+def test_an_outage_can_fail_one_user_agent_only(demo_site: Any) -> None:
+    """An outage with ``user_agent`` answers 503 + Retry-After to that client only; a refuse outage cannot have one."""
+    demo_site.reset()
+    demo_site.set_faults(outage={"duration": 600, "mode": "503", "retry_after": 20, "user_agent": "worker-1"})
+    one, other = urllib.request.build_opener(), urllib.request.build_opener()
+    one.addheaders, other.addheaders = [("User-Agent", "shop worker-1")], [("User-Agent", "shop worker-2")]
+    status, headers, _ = fetch(demo_site.url + "/", opener=one)
+    assert (status, headers["Retry-After"]) == (503, "20")
+    assert fetch(demo_site.url + "/", opener=other)[0] == 200
+    with pytest.raises(demo_site.Error, match="no user_agent"):
+        demo_site.set_faults(outage={"duration": 600, "mode": "refuse", "user_agent": "worker-1"})
+    demo_site.reset()
+
+
 def test_rate_limit_is_per_host_with_retry_after(demo_site: Any) -> None:
     """Beyond max_per_second requests in a second a host gets 429 + Retry-After; the other host is unaffected."""
     demo_site.reset()

@@ -2,8 +2,9 @@
 
 What a person asks of a job with many workers: how much is still to crawl,
 which workers hold what (and whether they are alive, i.e. still renewing their
-leases), which workers died and how many requests were put back for them, and
-whether the job was stopped by a shared abort. Only reads: safe on a live job.
+leases), which workers died and how many requests were put back for them, which
+sites are paused for every worker (a Retry-After) and whether the job was
+stopped by a shared abort. Only reads: safe on a live job.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def job_keys(queue: str | None, spider: str | None) -> JobKeys:
 
 
 def job_document(client: Any, job: JobKeys) -> dict[str, Any]:
-    """Pending, seen, workers with their leases, dead workers and the abort record, as JSON."""
+    """Pending, seen, workers with their leases, dead workers, paused sites and the abort record, as JSON."""
     kind = as_str(client.type(job.queue))
     pending = client.zcard(job.queue) if kind == "zset" else client.llen(job.queue) if kind == "list" else 0
     seconds, micros = client.time()
@@ -40,6 +41,11 @@ def job_document(client: Any, job: JobKeys) -> dict[str, Any]:
         })  # fmt: skip
     dead = [{"worker": as_str(worker), "reclaimed": int(count)} for worker, count in client.hgetall(job.dead).items()]
     abort = as_str(client.get(job.abort) or "")
+    pauses = []
+    for slot, record in sorted(client.hgetall(job.pauses).items()):
+        until, worker = as_str(record).split("\t", 1)
+        if int(until) > now_ms:  # an ended pause stays until the next one is written
+            pauses.append({"slot": as_str(slot), "ends_in": round((int(until) - now_ms) / 1000, 1), "seen_by": worker})
     return {
         "queue": job.queue,
         "pending": int(pending),
@@ -47,6 +53,7 @@ def job_document(client: Any, job: JobKeys) -> dict[str, Any]:
         "workers": workers,
         "dead_workers": sorted(dead, key=lambda entry: entry["worker"]),
         "reclaimed": sum(entry["reclaimed"] for entry in dead),
+        "paused_sites": pauses,
         "abort": _abort(abort),
     }
 
@@ -70,6 +77,9 @@ def render(document: dict[str, Any]) -> str:
         rows = [[d["worker"], d["reclaimed"]] for d in document["dead_workers"]]
         lines += ["", f"Dead workers ({document['reclaimed']} requests put back):",
                   table(["worker", "reclaimed"], rows)]
+    for pause in document["paused_sites"]:
+        lines.append(f"Paused for every worker: {pause['slot']}, {pause['ends_in']} s more (Retry-After seen by "
+                     f"{pause['seen_by']})")
     if document["abort"]:
         abort = document["abort"]
         lines += ["", f"Stopped by {abort['decided_by']}: {abort['reason']}"]

@@ -11,7 +11,10 @@ all, retried ones included) and read by:
 * the abort judge (``observe``): once a probe has failed (the outage is
   confirmed), each failed probe costs every request waiting for the site a
   turn, and so does each request turned away meanwhile; the judge counts
-  those lost turns as failed operations.
+  those lost turns as failed operations;
+* whoever shares a site's pauses with other crawls (``observe_pauses``, and
+  ``pause`` for a pause asked of another crawl: the workers of a scrapy-redis
+  job, see ``redis.pauses``).
 
 Whose fault is a failure? A failed attempt is *evidence* against the site
 unless its request is known to fail on its own: a request is, once the site
@@ -51,6 +54,7 @@ logger = logging.getLogger(__name__)
 PROBE_CEILING = 12.0
 
 Observer = Callable[[str, int], None]
+PauseObserver = Callable[[str, float], None]
 
 
 class Parking(Protocol):
@@ -85,6 +89,7 @@ class SiteHealth:
         self._circuits: dict[str, Circuit] = {}
         self._timers: dict[str, CallLaterResult] = {}
         self._observers: list[Observer] = []
+        self._pause_observers: list[PauseObserver] = []
         self._slowed_slots: set[str] = set()
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
 
@@ -93,6 +98,10 @@ class SiteHealth:
     def observe(self, observer: Observer) -> None:
         """Call ``observer(slot, count)`` for every ``count`` turns lost to a confirmed outage (the abort judge)."""
         self._observers.append(observer)
+
+    def observe_pauses(self, observer: PauseObserver) -> None:
+        """Call ``observer(slot, until)`` whenever a site asks this crawl to pause ``slot`` until ``until`` (epoch)."""
+        self._pause_observers.append(observer)
 
     def slot(self, request: Request) -> str:
         engine = self.crawler.engine
@@ -169,15 +178,14 @@ class SiteHealth:
             self.answered(request)
             return
         slot, now = self.slot(request), time.time()
-        circuit = self._circuits.get(slot)
-        if circuit is None:
-            circuit = self._circuits[slot] = Circuit(self.probe_base, self.probe_max, self.probe_timeout)
+        circuit = self._circuit(slot)
         was = circuit.state
         if retry_after is not None:
-            circuit.retry_after(now, min(retry_after, self.retry_after_max))
-            if circuit.state is State.COOLING and circuit.until > now:
-                self._slowed(slot, was, "Pausing %(slot)s for %(delay).2fs (Retry-After)", circuit.until - now)
-                self._inc(stats.HEALTH_PAUSES)
+            seconds = min(retry_after, self.retry_after_max)
+            self._retry_after(slot, circuit, now, seconds, "Retry-After")
+            if seconds > 0:
+                for observer in self._pause_observers:
+                    observer(slot, now + seconds)
         evidence = not self.suspect(request, circuit)
         if FAILED_SINCE_KEY not in request.meta:
             request.meta[FAILED_SINCE_KEY] = now
@@ -191,6 +199,25 @@ class SiteHealth:
             # A failed probe confirms the outage: the turn of every request waiting for the site failed.
             self._notify(slot, self.parking.parked(slot) + 1)  # the probe itself waits again too
         self._release(slot, circuit, release)
+
+    def pause(self, slot: str, seconds: float, source: str) -> None:
+        """Pause ``slot`` for ``seconds`` as its ``Retry-After`` would; ``source``: who saw it (for the log)."""
+        circuit = self._circuit(slot)
+        self._retry_after(slot, circuit, time.time(), min(seconds, self.retry_after_max), source)
+        self._schedule(slot, circuit)
+
+    def _circuit(self, slot: str) -> Circuit:
+        circuit = self._circuits.get(slot)
+        if circuit is None:
+            circuit = self._circuits[slot] = Circuit(self.probe_base, self.probe_max, self.probe_timeout)
+        return circuit
+
+    def _retry_after(self, slot: str, circuit: Circuit, now: float, seconds: float, source: str) -> None:
+        was = circuit.state
+        circuit.retry_after(now, seconds)
+        if circuit.state is State.COOLING and circuit.until > now:
+            self._slowed(slot, was, "Pausing %(slot)s for %(delay).2fs (%(source)s)", circuit.until - now, source)
+            self._inc(stats.HEALTH_PAUSES)
 
     # -- timers and releases ------------------------------------------------------------
 
@@ -216,10 +243,10 @@ class SiteHealth:
             logger.info("Pause of %(slot)s over", {"slot": slot})
         self._release(slot, circuit, release)
 
-    def _slowed(self, slot: str, was: State, message: str, delay: float) -> None:
+    def _slowed(self, slot: str, was: State, message: str, delay: float, source: str = "") -> None:
         # INFO once per episode: an outage must not flood the log.
         level = logging.INFO if was is State.CLOSED else logging.DEBUG
-        logger.log(level, message, {"slot": slot, "delay": delay})
+        logger.log(level, message, {"slot": slot, "delay": delay, "source": source})
         if slot not in self._slowed_slots:
             self._slowed_slots.add(slot)
             self._inc(stats.COOLDOWN_DOMAINS)

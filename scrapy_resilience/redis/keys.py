@@ -16,6 +16,8 @@ under the queue key as a prefix:
   carried into the request's meta when it is taken again.
 * ``Q:dead`` HASH: worker id -> requests reclaimed from it; ``Q:seq`` the
   lease id counter; ``Q:abort`` the shared abort decision.
+* ``Q:pauses`` HASH: download slot -> ``until-ms TAB worker``, the end of the
+  latest pause a site asked of the job (``Retry-After``, see ``pauses``).
 
 Times come from the server (``TIME``) so that the workers' clocks never
 matter. Scripts name keys built from the prefix, as scrapy-redis's keys are:
@@ -63,9 +65,13 @@ class JobKeys:
     def abort(self) -> str:
         return self.queue + ":abort"
 
+    @property
+    def pauses(self) -> str:
+        return self.queue + ":pauses"
+
     def all_fixed(self) -> list[str]:
         """Every key of the job but the per-worker lease hashes."""
-        return [self.queue, self.dupefilter, self.workers, self.crashes, self.dead, self.seq, self.abort]
+        return [self.queue, self.dupefilter, self.workers, self.crashes, self.dead, self.seq, self.abort, self.pauses]
 
 
 _NOW = """
@@ -169,14 +175,40 @@ redis.call('ZREM', KEYS[3], ARGV[2])
 return n
 """
 
-# KEYS: queue, workers, abort. ARGV: mode, lease prefix. Returns
-# (pending, leased by every worker, the abort record or '', server time ms).
-STATUS = _NOW + """
+# The end (ms) of a pause record ``until TAB worker``.
+_PAUSE_END = """
+local function pause_end(v) return tonumber(string.sub(v, 1, string.find(v, '\t', 1, true) - 1)) end
+"""
+
+# KEYS: queue, workers, abort, pauses. ARGV: mode, lease prefix. Returns
+# (pending, leased by every worker, the abort record or '', server time ms,
+# the pauses still in force as slot, record pairs, flat).
+STATUS = _NOW + _PAUSE_END + """
 local pending
 if ARGV[1] == 'zset' then pending = redis.call('ZCARD', KEYS[1]) else pending = redis.call('LLEN', KEYS[1]) end
 local leased = 0
 for _, w in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do leased = leased + redis.call('HLEN', ARGV[2] .. w) end
-return {pending, leased, redis.call('GET', KEYS[3]) or '', now}
+local pauses = {}
+local all = redis.call('HGETALL', KEYS[4])
+for i = 1, #all, 2 do
+  if pause_end(all[i + 1]) > now then pauses[#pauses + 1] = all[i]; pauses[#pauses + 1] = all[i + 1] end
+end
+return {pending, leased, redis.call('GET', KEYS[3]) or '', now, pauses}
+"""
+
+# KEYS: pauses. ARGV: slot, seconds (ms), worker. Pauses the slot for the job
+# until now + seconds unless a pause that ends later is recorded; forgets the
+# pauses that are over. Returns 1 if the record was written.
+PAUSE = _NOW + _PAUSE_END + """
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if pause_end(all[i + 1]) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+end
+local till = now + tonumber(ARGV[2])
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and pause_end(old) >= till then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', till) .. '\t' .. ARGV[3])
+return 1
 """
 
 

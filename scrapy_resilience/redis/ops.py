@@ -7,6 +7,8 @@ one after a lost reply is harmless (see ``link``).
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from scrapy_resilience.redis import keys
@@ -26,7 +28,7 @@ class JobOps:
         self.mine = job.leases(worker)
         self.scripts = {name: server.register_script(source) for name, source in (
             ("push", keys.PUSH), ("lease", keys.LEASE), ("renew", keys.RENEW), ("reclaim", keys.RECLAIM),
-            ("release", keys.RELEASE), ("status", keys.STATUS))}  # fmt: skip
+            ("release", keys.RELEASE), ("status", keys.STATUS), ("pause", keys.PAUSE))}  # fmt: skip
 
     def push(self, client: Any, batch: list[Any]) -> int:
         """Queue (fingerprint, score, payload) triples, flat; return how many were new."""
@@ -50,10 +52,19 @@ class JobOps:
                                            args=[self.mode, job.lease_prefix], client=client))
 
     def status(self, client: Any) -> list[Any]:
-        """(pending, leased by all workers, abort record, server time ms)."""
+        """(pending, leased by all workers, abort record, server time ms, pauses in force: slot, record, ...)."""
         job = self.job
-        return list(self.scripts["status"](keys=[job.queue, job.workers, job.abort],
+        return list(self.scripts["status"](keys=[job.queue, job.workers, job.abort, job.pauses],
                                            args=[self.mode, job.lease_prefix], client=client))
+
+    def pause(self, client: Any, slot: str, until: float) -> int:
+        """Pause ``slot`` for the job until ``until`` (epoch, our clock; stored in server time); 1 if recorded."""
+        # Measured now, not when submitted: an operation that waited for a reconnection must not lengthen it.
+        milliseconds = math.ceil((until - time.time()) * 1000)  # rounded up: never end a pause early
+        if milliseconds <= 0:
+            return 0
+        return int(self.scripts["pause"](keys=[self.job.pauses], args=[slot, milliseconds, self.worker],
+                                         client=client))
 
     def release(self, client: Any) -> int:
         """Put back everything this worker holds, without counting a crash; return how many."""
@@ -78,6 +89,6 @@ class JobOps:
     def delete_if_finished(self, client: Any) -> None:
         # SCHEDULER_PERSIST=False: scrapy-redis deletes the queue at every close, even while
         # other workers use it; here only the job's last worker, once nothing is left, does.
-        pending, leased, _, _ = self.status(client)
+        pending, leased, *_ = self.status(client)
         if int(pending) == 0 and int(leased) == 0:
             self.delete_job(client)

@@ -13,15 +13,16 @@ worker (or it, restarted) puts them back in the queue with one crash more.
 Retries waiting for their backoff are leased entries too.
 
 The reactor never waits for Redis: requests taken are kept in a small local
-buffer filled ahead of need, scheduled requests are pushed in batches, and
-``has_pending_requests`` answers from the job's last status (read every
-0.25 s): the worker stays open while any request of the job is pending or
-leased by any worker, and while Redis is unreachable.
+buffer filled ahead of need, scheduled requests are pushed in batches
+(``outbox``), and ``has_pending_requests`` answers from the job's last status
+(read every 0.25 s): the worker stays open while any request of the job is
+pending or leased by any worker, and while Redis is unreachable. The status
+also carries what the workers share: the job's abort and its sites' pauses
+(``status``).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 import weakref
@@ -30,10 +31,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import attrs
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
-from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.asyncio import create_looping_call
 from scrapy_redis import connection
 from scrapy_redis.scheduler import Scheduler
 from twisted.internet.defer import Deferred
@@ -42,28 +42,19 @@ from scrapy_resilience import settings as resilience_settings
 from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience import stats
 from scrapy_resilience.checkpoint.ledger import flush_feeds, in_progress
-from scrapy_resilience.meta import CRASHES_KEY, REDIS_HELD_KEY, REDIS_LEASE_KEY
+from scrapy_resilience.meta import CRASHES_KEY, REDIS_LEASE_KEY
 from scrapy_resilience.redis import compat, keys
 from scrapy_resilience.redis.link import RedisLink
 from scrapy_resilience.redis.ops import JobOps
-from scrapy_resilience.redis.shared import SHARED_REASONS, SharedAbort
+from scrapy_resilience.redis.outbox import Outbox
+from scrapy_resilience.redis.shared import SHARED_REASONS
+from scrapy_resilience.redis.status import JobStatus, Status
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 0.05  # as the frontier ledger: few duplicates after a kill
-STATUS_INTERVAL = 0.25
-PUSH_BATCH = 500  # requests per push script call
 FAILED_KEPT = 10_000  # failed requests remembered for a failure-rate abort
 EMPTY_POLL = 0.25  # seconds between leases tried while the queue looks empty
-
-
-@attrs.frozen
-class Status:
-    seq: int  # the last of our operations applied before it was read
-    pending: int
-    leased: int
-    abort: str
-    server_ms: int
 
 
 class LeasedScheduler(Scheduler):
@@ -76,7 +67,6 @@ class LeasedScheduler(Scheduler):
         self.lease_timeout = lease_timeout
         self.mode = compat.queue_mode(self.queue_cls)
         self.worker = compat.worker_name()
-        self.started_ms = 0  # server time of our first contact with Redis
         concurrency = crawler.settings.getint("CONCURRENT_REQUESTS")
         # Requests leased at most: what the engine can work on at once. A worker
         # that leased more would hoard its own children while another one idles.
@@ -87,16 +77,11 @@ class LeasedScheduler(Scheduler):
         # Requests whose download failed for good (done, acked): pushed again if the job aborts for its
         # failure rate, so that the run after the site's return crawls them.
         self._failed: deque[tuple[str, bytes]] = deque(maxlen=FAILED_KEPT)
-        self._held: set[str] = set()  # held retries' entries
-        self._held_ids = itertools.count(1)
-        self._outbox: list[Any] = []  # (fingerprint, score, payload), flat, not pushed yet
-        self._held_done: list[str] = []  # held entries to delete once their retry is pushed
-        self._flush_call: Any = None
         self._leasing = False
         self._pending_hint = 1  # unknown until the first status: try
         self._empty_since = 0.0
         self._status: Status | None = None
-        self._changed = 0  # seq of our last operation that changes the job (push, ack, hold)
+        self._changed = 0  # seq of our last ack (the outbox counts its pushes and holds)
         self._reclaim_after = 0.0
         self._link: RedisLink | None = None
         self._sweeper: Any = None
@@ -121,14 +106,14 @@ class LeasedScheduler(Scheduler):
         ops = self.ops = JobOps(self.server, self.job, self.mode, self.worker, self.lease_timeout)
         link = self._link = RedisLink(self.server, max_backoff=max(0.5, self.lease_timeout / 3),
                                       on_lost=self._lost, on_reconnected=self._reconnected)
+        self.job_status = JobStatus(self.crawler, link, ops, self._status_read)
         if self.flush_on_start:
             link.submit(ops.delete_job)
-        link.submit(ops.renew, self._started)
+        link.submit(ops.renew, self.job_status.started)
         link.every(self.lease_timeout / 3, ops.renew)
         link.every(self.lease_timeout / 6, self._reclaim, self._reclaimed)  # see JobOps.timeout_ms
-        link.every(STATUS_INTERVAL, self._read_status, self._status_read)
         link.start()
-        self.shared = SharedAbort(self.crawler, link, self.job.abort, self.worker)
+        self.outbox = Outbox(link, ops, self.payloads, self.stats, self._added)
         self._sweeper = create_looping_call(self.sweep)
         self._sweeper.start(SWEEP_INTERVAL, now=False)
         self.crawler.signals.connect(self._request_held, signal=resilience_signals.request_held)
@@ -139,13 +124,7 @@ class LeasedScheduler(Scheduler):
         return len(self._buffer) + (self._status.pending if self._status else 0)
 
     def enqueue_request(self, request: Request) -> bool:
-        held = request.meta.pop(REDIS_HELD_KEY, None)
-        fingerprint = "" if request.dont_filter else self.payloads.fingerprint(request)
-        self._outbox += (fingerprint, str(-request.priority), self.payloads.encode(request))
-        if held is not None:
-            self._held_done.append(held)
-        if self._flush_call is None:
-            self._flush_call = call_later(0, self._flush_outbox)
+        self.outbox.add(request)
         # True even for a duplicate: the verdict is Redis's, in the push script (the
         # engine only uses it to send request_dropped).
         return True
@@ -165,12 +144,12 @@ class LeasedScheduler(Scheduler):
         return request
 
     def has_pending_requests(self) -> bool:
-        if self._buffer or self._outbox or self._held_done:
+        if self._buffer or (self._link is not None and self.outbox):
             return True
         if self._link is None:
             return False
         status = self._status
-        if status is None or status.seq < self._changed or not self._link.connected:
+        if status is None or status.seq < max(self._changed, self.outbox.changed) or not self._link.connected:
             return True  # our own latest changes are not in it, or Redis is away: not finished
         return status.pending > 0 or status.leased > 0
 
@@ -185,9 +164,9 @@ class LeasedScheduler(Scheduler):
             logger.info("%(count)d requests that failed while the site was down go back to the queue",
                         {"count": len(self._failed)})
             for score, payload in self._failed:
-                self._outbox += ("", score, payload)  # no fingerprint: their own is seen already
-        self._flush_outbox()
-        left = len(self._buffer) + len(self._flying) + len(self._kept) + len(self._held)
+                self.outbox.add_again(score, payload)
+        self.outbox.flush()
+        left = len(self._buffer) + len(self._flying) + len(self._kept) + len(self.outbox.held)
         logger.info("Closing the leased queue (%(reason)s): %(left)d requests leased here go back to the queue",
                     {"reason": reason, "left": left})
         final: list[Callable[[Any], Any]] = [self.ops.release]
@@ -199,7 +178,7 @@ class LeasedScheduler(Scheduler):
 
     def sweep(self) -> None:
         """Ack the requests the engine is done with (after their children and their feed lines)."""
-        self.shared.check()
+        self.job_status.abort.check()
         engine_has = in_progress(self.crawler)
         done = [lease for lease, request in self._flying.items() if request not in engine_has]
         if not done:
@@ -207,7 +186,7 @@ class LeasedScheduler(Scheduler):
         flush_feeds(self.crawler)
         for lease in done:
             del self._flying[lease]
-        self._flush_outbox()  # children before the ack: a kill in between re-crawls the parent
+        self.outbox.flush()  # children before the ack: a kill in between re-crawls the parent
         self._ack(done)
         self._lease_more()
 
@@ -229,38 +208,13 @@ class LeasedScheduler(Scheduler):
         self._failed.append((str(-request.priority), self.payloads.encode(request)))
 
     def _request_held(self, request: Request, not_before: float) -> None:
-        # The retry's parent is acked once it leaves the engine: the retry must be in Redis by then.
-        entry = f"h{next(self._held_ids)}"
-        value = keys.lease_value(str(-request.priority), 0, self.payloads.encode(request))
-        request.meta[REDIS_HELD_KEY] = entry
-        self._held.add(entry)
-        assert self._link is not None
-        self._changed = self._link.submit(partial(self.ops.hold, entry=entry, value=value))
+        self.outbox.hold(request)
 
-    # -- pushing and leasing ------------------------------------------------------------
+    # -- leasing ------------------------------------------------------------------------
 
-    def _flush_outbox(self) -> None:
-        self._flush_call = None
-        if self._link is None:
-            return
-        outbox, self._outbox = self._outbox, []
-        for start in range(0, len(outbox), 3 * PUSH_BATCH):
-            batch = outbox[start:start + 3 * PUSH_BATCH]
-            self._changed = self._link.submit(partial(self.ops.push, batch=batch),
-                                              partial(self._pushed, sent=len(batch) // 3))
-        if self._held_done:
-            done, self._held_done = self._held_done, []
-            self._held.difference_update(done)
-            self._changed = self._link.submit(partial(self.ops.ack, leases=done))
-
-    def _pushed(self, added: int | None, sent: int) -> None:
-        added = int(added or 0)
-        self.stats.inc_value("scheduler/enqueued/redis", added)
-        if sent > added:
-            self.stats.inc_value("dupefilter/filtered", sent - added)
-        if added:
-            self._pending_hint += added
-            self._lease_more()
+    def _added(self, count: int) -> None:
+        self._pending_hint += count
+        self._lease_more()
 
     def _lease_more(self) -> None:
         if self._leasing or self._closing or self._link is None:
@@ -293,15 +247,7 @@ class LeasedScheduler(Scheduler):
             return 0  # just reconnected: give the other workers a lease timeout to renew theirs
         return self.ops.reclaim(client)
 
-    def _read_status(self, client: Any) -> tuple[int, list[Any]]:
-        # Run in the link's thread: ``applied`` is the last operation done before this read.
-        applied = self._link.applied if self._link is not None else 0
-        return applied, self.ops.status(client)
-
     # -- results, on the reactor thread ---------------------------------------------------
-
-    def _started(self, server_ms: int | None) -> None:
-        self.started_ms = int(server_ms or 0)
 
     def _reclaimed(self, count: int | None) -> None:
         if count:
@@ -311,14 +257,10 @@ class LeasedScheduler(Scheduler):
                            {"count": count})
             self._lease_more()
 
-    def _status_read(self, result: tuple[int, list[Any]] | None) -> None:
-        if result is None:
-            return
-        seq, (pending, leased, abort, server_ms) = result
+    def _status_read(self, status: Status) -> None:
         was_pending = self.has_pending_requests()
-        self._status = Status(seq, int(pending), int(leased), keys.as_str(abort), int(server_ms))
-        self._pending_hint = self._status.pending
-        self.shared.status(self._status.abort, self.started_ms)
+        self._status = status
+        self._pending_hint = status.pending
         self._lease_more()
         if was_pending and not self.has_pending_requests():
             compat.wake(self.crawler)  # the job is finished: let the engine see it idle now
@@ -337,7 +279,7 @@ class LeasedScheduler(Scheduler):
 
     def _adopt(self, entries: dict[bytes, bytes] | None) -> None:
         """Take back our leases whose reply was lost with the connection."""
-        known = set(self._flying) | self._kept | self._held | {lease for lease, _, _ in self._buffer}
+        known = set(self._flying) | self._kept | self.outbox.held | {lease for lease, _, _ in self._buffer}
         for raw, value in (entries or {}).items():
             lease = keys.as_str(raw)
             if lease not in known:

@@ -11,10 +11,8 @@ shared: memory, CPU or crashes are one worker's trouble, not the site's. A
 decision older than the worker's own start is an earlier run's: a restarted
 job crawls on.
 
-Per-domain pauses (a Retry-After seen by one worker) would travel the same
-way: a record written here when the retry layer pauses a domain, read with the
-status, applied through the retry layer's cooldown; that needs the site-health
-model of the failure-handling issue and is not built yet.
+A site's pause (a Retry-After seen by one worker) travels the same way, in
+``pauses``.
 """
 
 from __future__ import annotations

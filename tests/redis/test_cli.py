@@ -18,7 +18,7 @@ def _script(server: RedisServer, source: str, keys_: list[str], *args: object) -
 
 
 def test_redis_view_shows_pending_leases_and_dead_workers(redis_server: RedisServer) -> None:
-    """Five requests: two leased by a live worker, one reclaimed from a dead one; the view lists all of it."""
+    """Five requests: two leased by a live worker, one reclaimed from a dead one; a paused site: the view lists all."""
     triples = [item for n in range(5) for item in (f"fp{n}", "0", f"payload-{n}")]
     assert _script(redis_server, keys.PUSH, [JOB.queue, JOB.dupefilter], "zset", *triples) == 5
     lease = [JOB.queue, JOB.workers, "", JOB.seq, JOB.crashes]
@@ -28,6 +28,7 @@ def test_redis_view_shows_pending_leases_and_dead_workers(redis_server: RedisSer
     put_back = _script(redis_server, keys.RECLAIM, [JOB.queue, JOB.crashes, JOB.workers, JOB.dead],
                        "zset", JOB.lease_prefix)
     assert put_back == 1
+    assert _script(redis_server, keys.PAUSE, [JOB.pauses], "shop.example", 600_000, "alive") == 1
 
     argv = [sys.executable, "-m", "scrapy_resilience", "redis", redis_server.url, "--queue", JOB.queue]
     document = json.loads(subprocess.run([*argv, "--json"], capture_output=True, text=True, check=True).stdout)
@@ -35,8 +36,11 @@ def test_redis_view_shows_pending_leases_and_dead_workers(redis_server: RedisSer
     assert [(w["worker"], w["leased"], w["alive"]) for w in document["workers"]] == [("alive", 2, True)]
     assert document["dead_workers"] == [{"worker": "killed", "reclaimed": 1}]
     assert document["reclaimed"] == 1 and document["abort"] is None
+    (pause,) = document["paused_sites"]
+    assert (pause["slot"], pause["seen_by"]) == ("shop.example", "alive") and 0 < pause["ends_in"] <= 600
     text = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     assert "3 pending, 5 seen" in text and "killed" in text and "1 requests put back" in text
+    assert "Paused for every worker: shop.example" in text
 
 
 def test_redis_view_of_an_unreachable_server_is_a_usage_error(redis_server: RedisServer) -> None:

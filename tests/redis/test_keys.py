@@ -53,3 +53,24 @@ def test_a_clean_stop_puts_everything_back_without_a_crash(redis_server: RedisSe
     assert released == 2
     assert redis_server.client.zrange(JOB.queue, 0, -1) == [b"first", b"held retry", b"second"]
     assert redis_server.client.zcard(JOB.workers) == 0 and not redis_server.client.exists(JOB.crashes)
+
+
+def test_the_later_pause_of_a_site_wins_and_the_status_lists_those_in_force(redis_server: RedisServer) -> None:
+    """PAUSE keeps the pause that ends last per slot (server time) and drops ended ones; STATUS lists the others."""
+    def pause(slot: str, ms: int, worker: str) -> int:
+        return int(run(redis_server, keys.PAUSE, [JOB.pauses], slot, ms, worker))
+
+    def in_force() -> dict[bytes, bytes]:
+        status_keys = [JOB.queue, JOB.workers, JOB.abort, JOB.pauses]
+        pauses = run(redis_server, keys.STATUS, status_keys, "zset", JOB.lease_prefix)[4]
+        return dict(zip(pauses[::2], pauses[1::2], strict=True))
+
+    assert pause("shop.example", 60_000, "w1") == 1
+    assert pause("shop.example", 30_000, "w2") == 0  # ends sooner: w1's stays
+    redis_server.client.hset(JOB.pauses, "ended.example", "1000\tw3")  # long over
+    (record,) = in_force().values()
+    until, worker = record.split(b"\t")
+    assert worker == b"w1" and int(until) > int(redis_server.client.time()[0]) * 1000 + 50_000
+    assert pause("shop.example", 90_000, "w2") == 1  # ends later: w2's now
+    assert set(redis_server.client.hkeys(JOB.pauses)) == {b"shop.example"}  # the ended ones were dropped
+    assert in_force()[b"shop.example"].endswith(b"\tw2")
