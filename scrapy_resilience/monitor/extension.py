@@ -125,7 +125,7 @@ class MonitorExtension:
         self._earlier_crashes_judged = True
         crashes = int(getattr(checkpoints, "crashes", 0) or 0)
         if crashes and (reason := self.judge.crash(crashes)):
-            self.stop(reason, {"crashed_runs": crashes})
+            self.stop(reason, {"deaths_without_progress": crashes})
 
     # -- readings and thresholds ------------------------------------------------
 
