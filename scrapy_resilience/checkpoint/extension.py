@@ -181,7 +181,8 @@ class CheckpointExtension:
         logger.info(
             "Resuming job %s from checkpoint %s (%d corrupted ones passed over) and its journal: "
             "%d requests restored (%d in flight when the job died, %d waiting for a retry, %d put back one "
-            "at a time as suspects, %d set aside as poison), %d fingerprints; run %d, %d deaths in a row without progress",
+            "at a time as suspects, %d set aside as poison), %d fingerprints; run %d, %d deaths in a row "
+            "without progress",
             self.sealer.store.job_id, job.checkpoint.sequence_number if job.checkpoint else "none",
             job.corrupted, restored, len(job.replay.in_flight) if job.died else 0, len(held),
             len(job.suspects), len(job.poison), len(job.replay.seen), self.runs, job.crashes,

@@ -58,8 +58,8 @@ import attrs
 
 from scrapy_resilience import settings as resilience_settings
 from scrapy_resilience.cli.jobview import JobSnapshot, read_snapshot
-from scrapy_resilience.jobdir.resume import streak_after
 from scrapy_resilience.exceptions import ConfigError
+from scrapy_resilience.jobdir.resume import streak_after
 
 logger = logging.getLogger(__name__)
 

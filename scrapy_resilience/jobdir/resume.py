@@ -17,6 +17,7 @@ poison page goes on instead of being aborted for the deaths the poison caused.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any
 
 import attrs
 
-from scrapy_resilience.jobdir.fileio import read_lines
 from scrapy_resilience import stats
+from scrapy_resilience.jobdir.fileio import read_lines
 from scrapy_resilience.jobdir.journal import JOURNAL_DIR, Replay, count_settled, segment_numbers, segment_path
 from scrapy_resilience.jobdir.store import CheckpointStore, SidecarRef
 from scrapy_resilience.meta import CRASHES_KEY
@@ -93,7 +94,7 @@ def streak_after(streak: int, progressed: bool) -> int:
 
 
 def requests_settled(directory: Path) -> tuple[int, int]:
-    """Requests done and poison requests set aside in the job so far: the newest checkpoint's plus the journal's after it.
+    """Requests done and poison requests set aside so far: the newest checkpoint's, plus the journal's after it.
 
     Blocking and read-only (the supervisor's measure of progress between runs,
     including a run killed before its first checkpoint).
@@ -127,7 +128,7 @@ def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> Lo
     # Requests done in each stretch of the tail: the rest of the checkpoint's
     # run, then each run started after it (a run begins with its "run" line).
     bounds = [done_before, *replay.run_starts[runs_before:], replay.done]
-    done_in = [end - start for start, end in zip(bounds, bounds[1:])]
+    done_in = [end - start for start, end in itertools.pairwise(bounds)]
     state = checkpoint.data.job_state if checkpoint is not None else {}
     runs = (int(state.get("runs", 1)) if checkpoint is not None else 0) + len(done_in) - 1
     crashes = 0

@@ -161,7 +161,7 @@ def test_a_spider_that_always_crashes_at_the_same_page_is_a_crash_loop(project, 
 
 @pytest.mark.timeout(240)
 def test_a_poison_page_is_set_aside_and_the_job_finishes(project, start_demo_site):
-    """A product page that kills every run, RESILIENCE_ABORT_CONSECUTIVE_CRASHES=3: set aside at run 4, every other item, exit 0."""
+    """A product page that kills every run, crash abort at 3: set aside at run 4, every other item, exit 0."""
     site = start_demo_site("--products", "200", "--dead-links", "0").url
     process = supervise(
         project, "catalogue", "-a", f"site={site}", "-a", "pages=10", "-a", "crash_path=/product/50.html",
@@ -175,7 +175,7 @@ def test_a_poison_page_is_set_aside_and_the_job_finishes(project, start_demo_sit
 
 
 def test_a_job_that_dies_without_progress_with_the_abort_on_is_a_crash_loop(project, demo_site):
-    """With RESILIENCE_ABORT_CONSECUTIVE_CRASHES=3, a job dying at its first page every run is a crash loop (3), not an abort."""
+    """Crash abort at 3 and a job dying at its first page every run: a crash loop (exit 3), not an abort."""
     process = supervise(
         project, "catalogue", "-a", f"site={demo_site.url}", "-a", "crash_path=/catalogue/page-1.html",
         "-s", "RESILIENCE_ABORT_CONSECUTIVE_CRASHES=3",
