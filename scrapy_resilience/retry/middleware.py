@@ -37,7 +37,7 @@ from scrapy.utils.response import response_status_message
 
 from scrapy_resilience import stats, testing
 from scrapy_resilience.events.recorder import get_recorder
-from scrapy_resilience.exceptions import ConfigError
+from scrapy_resilience.exceptions import BrowserDisconnectedError, ConfigError
 from scrapy_resilience.meta import CORRELATION_ID_KEY, POLICY_KEY, RETRY_UNSAFE_KEY
 from scrapy_resilience.model.entities import FailureClassifier, FailureSeverity, RecoveryAction, RetryPolicy
 from scrapy_resilience.retry import holding
@@ -149,7 +149,8 @@ class RetryMiddleware:
             "reason": verdict.reason,
             **details,
         }
-        if verdict.transient and not testing.is_testing():
+        # A browser that died under the request says nothing about the site: no cooldown.
+        if verdict.transient and not testing.is_testing() and not isinstance(reason, BrowserDisconnectedError):
             self._cool(request, retry_after=retry_after)
         why_not = self._why_not_retry(request, verdict)
         if why_not is not None:
