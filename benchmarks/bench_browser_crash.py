@@ -9,11 +9,16 @@ in a fresh process per mode:
 - ``addon``: the add-on (its handler, its retry middleware).
 
 For each kill it prints the requests in flight at the kill and the seconds
-until the last of them got its response (on the relaunched browser), then the
-pages scraped and the crawl's time. A crawl still running ``--cap`` seconds
-after the second kill is stopped and reported as stalled, with the requests
-still unanswered: scrapy-playwright applies no DOWNLOAD_TIMEOUT, and with the
-add-on's bound (180 s by default) the wait would be minutes.
+from the kill until: they were failed (with the add-on, by
+``BrowserDisconnectedError``), the first of them was sent again (a retry of
+the add-on; scrapy-playwright's own retry of a page whose target closed
+happens inside its handler, unseen by Scrapy), the crawl's next response
+(its gap), and the last of them got its response (a retry goes behind the
+pages not crawled yet: Scrapy lowers its priority); then the pages scraped
+and the crawl's time. A crawl still running ``--cap`` seconds after the
+second kill is stopped and reported as stalled, with the requests still
+unanswered: scrapy-playwright applies no DOWNLOAD_TIMEOUT, and the add-on's
+bound alone (180 s by default) would make the wait minutes.
 
     python benchmarks/bench_browser_crash.py [--rounds 1] [--pages 60] [--cap 60]
 """
@@ -92,12 +97,16 @@ def child(mode: str, site: str, pages: int, cap: float) -> None:
             for process in bridge.browser_processes(found):
                 with contextlib.suppress(psutil.NoSuchProcess):
                     process.kill()
-        kills.append({"at": time.monotonic(), "on_it": {url for url, n in flying.items() if n}, "answered": {}})
+        kills.append({"at": time.monotonic(), "on_it": {url for url, n in flying.items() if n}, "answered": {},
+                      "resent": None, "gap": None, "failed": None})  # fmt: skip
         if len(kills) == len(KILL_AT):
             reactor.callLater(cap, stop)
 
     def reached(request: Any) -> None:
         flying[request.url] = flying.get(request.url, 0) + 1
+        for done in kills:
+            if done["resent"] is None and request.url in done["on_it"] and request.meta.get("retry_times"):
+                done["resent"] = time.monotonic() - done["at"]
 
     def left(request: Any) -> None:
         flying[request.url] -= 1
@@ -106,10 +115,16 @@ def child(mode: str, site: str, pages: int, cap: float) -> None:
         nonlocal responses
         responses += 1
         for done in kills:
+            if done["gap"] is None:
+                done["gap"] = time.monotonic() - done["at"]
             if request.url in done["on_it"] and request.url not in done["answered"]:
                 done["answered"][request.url] = time.monotonic() - done["at"]
         if responses in KILL_AT:
             reactor.callLater(0, kill)
+
+    def recorded(event: Any) -> None:
+        if kills and kills[-1]["failed"] is None and event.message.startswith("Browser closed under"):
+            kills[-1]["failed"] = time.monotonic() - kills[-1]["at"]
 
     def stop() -> None:
         if crawler.engine is not None and crawler.engine.running:
@@ -119,6 +134,10 @@ def child(mode: str, site: str, pages: int, cap: float) -> None:
     crawler.signals.connect(reached, signal=signals.request_reached_downloader)
     crawler.signals.connect(left, signal=signals.request_left_downloader)
     crawler.signals.connect(received, signal=signals.response_received)
+    if mode == "addon":
+        from scrapy_resilience.signals import failure_recorded
+
+        crawler.signals.connect(recorded, signal=failure_recorded)
     crawler.signals.connect(lambda item: items.add(item["sku"]), signal=signals.item_scraped, weak=False)
     runner.crawl(crawler).addBoth(lambda _: reactor.stop() if reactor.running else None)
     reactor.run()
@@ -131,6 +150,9 @@ def child(mode: str, site: str, pages: int, cap: float) -> None:
             {
                 "on_it": len(done["on_it"]),
                 "unanswered": len(done["on_it"] - set(done["answered"])),
+                "failed_s": round(done["failed"], 2) if done["failed"] is not None else None,
+                "resent_s": round(done["resent"], 2) if done["resent"] is not None else None,
+                "gap_s": round(done["gap"], 2) if done["gap"] is not None else None,
                 "last_answer_s": round(max(done["answered"].values()), 2) if done["answered"] else None,
             }
             for done in kills
@@ -154,7 +176,8 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with start_site("--products", str(args.pages), "--dead-links", "0") as site:
         print(f"{args.pages} pages, 4 concurrent, Chromium SIGKILLed at responses {KILL_AT}, default DOWNLOAD_TIMEOUT")
-        print(f"{'mode':6} {'items':>5} {'seconds':>8} {'stalled':>8}  per kill: on it / unanswered / last answer s")
+        print(f"{'mode':6} {'items':>5} {'seconds':>8} {'stalled':>8}  "
+              "per kill: on it / unanswered / failed s / retry sent s / next response s / last answer s")
         for _ in range(args.rounds):
             for mode in ("plain", "addon"):
                 command = [sys.executable, __file__, "--pages", str(args.pages), "--cap", str(args.cap),
@@ -165,7 +188,11 @@ def main() -> None:
                     print(mode, "failed:", out.stderr[-2000:])
                     continue
                 r = json.loads(lines[-1])
-                per_kill = "  ".join(f"{k['on_it']} / {k['unanswered']} / {k['last_answer_s']}" for k in r["kills"])
+                per_kill = "  ".join(
+                    f"{k['on_it']} / {k['unanswered']} / {k['failed_s']} / {k['resent_s']} / {k['gap_s']}"
+                    f" / {k['last_answer_s']}"
+                    for k in r["kills"]
+                )
                 print(f"{r['mode']:6} {r['items']:>5} {r['seconds']:>8} {r['stalled']!s:>8}  {per_kill}"
                       f"  (failed at the disconnect: {r['failed_at_disconnect']})")  # fmt: skip
 
