@@ -462,11 +462,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif kind == "slow":
             self.server.stopping.wait(float(q.get("delay", 1)))
         elif kind == "hang":
-            self._record(0)
-            # Waits on the server's stop event, so a hung request never delays a shutdown.
-            self.server.stopping.wait(HANG_SECONDS)
-            self._reset()
-            return
+            if times is None or faults.count(kind, key) <= times:
+                self._record(0)
+                # Waits on the server's stop event, so a hung request never delays a shutdown.
+                self.server.stopping.wait(HANG_SECONDS)
+                self._reset()
+                return
         else:
             self._html(404, "Not found", "<h1>Unknown fault</h1>")
             return

@@ -37,6 +37,16 @@ class UnserializableRequestError(ResilienceError):
     """A request holds a value in meta or cb_kwargs that cannot be checkpointed."""
 
 
+class BrowserDisconnectedError(ResilienceError):
+    """A browser request failed because its browser disconnected (crashed, killed) while it was on it.
+
+    Raised at the disconnection, whatever ``DOWNLOAD_TIMEOUT`` is: the request
+    could never complete. It is transient (category ``browser``): the retry
+    middleware sends the request again, to the browser scrapy-playwright
+    launches next. It says nothing about the site.
+    """
+
+
 class JobLockedError(ResilienceError):
     """The job directory is in use by another crawl (it holds ``DIR/lock``)."""
 

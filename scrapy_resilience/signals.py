@@ -15,9 +15,10 @@ Internal (between our own components; not part of the contract):
 - ``request_held(request, not_before)``: the retry middleware holds a retry
   of ``request`` until the wall-clock time ``not_before``; the checkpoint
   extension records it as pending work with its attempt count.
-- ``browser_crashed(spider)``: a scrapy-playwright browser disconnected
-  without being closed on purpose (sent by ``playwright_bridge``; the monitor
-  counts it as a crash).
+- ``browser_crashed(requests_failed, spider)``: a scrapy-playwright browser
+  disconnected without being closed on purpose, and ``requests_failed``
+  requests that were on it were failed at once (sent by ``browser/bridge``;
+  the monitor counts it as a crash).
 """
 
 checkpoint_saved = object()

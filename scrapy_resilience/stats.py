@@ -36,6 +36,7 @@ POISON_SET_ASIDE = "resilience/poison/set_aside"
 
 BROWSER_RECYCLED = "resilience/browser/recycled"
 BROWSER_CRASHES = "resilience/browser/crashes"
+BROWSER_REQUESTS_FAILED = "resilience/browser/requests_failed"  # failed at once: their browser disconnected
 MEMORY_MB_MAX = "resilience/resources/memory_mb_max"
 CPU_PERCENT_MAX = "resilience/resources/cpu_percent_max"
 ABORT_REASON = "resilience/abort/reason"

@@ -6,6 +6,9 @@ the pages it parsed in ``spider.state`` and, with ``-a poison=PATH``, dies
 or a browser take the process down. ``-a start_urls=N`` also yields N extra
 start requests (``dont_filter``, as Scrapy's own are) for product pages
 instead of the catalogue, slowly (a lazy start of many URLs, read as it goes).
+``-a die_in_start=1`` dies in ``start()`` before its first request, as a crawl
+whose start-up crashes (a second after the run began, so that the run is in
+the journal).
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ class CheckpointTestSpider(scrapy.Spider):
         "CONCURRENT_REQUESTS": 8,
     }
 
-    def __init__(self, site: str, poison: str = "", start_urls: str = "0", **kwargs: Any) -> None:
+    def __init__(self, site: str, poison: str = "", start_urls: str = "0", die_in_start: str = "",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.site = site.rstrip("/")
         self.poison = poison
         self.extra_starts = int(start_urls)
+        self.die_in_start = bool(die_in_start)
 
     async def start(self) -> AsyncIterator[Any]:
+        if self.die_in_start:
+            await sleep(1.0)  # the checkpoint extension's "run" line reaches the journal meanwhile
+            os._exit(70)
         if not self.extra_starts:
             yield scrapy.Request(self.site + "/catalogue/page-1.html", callback=self.parse)
         for n in range(1, self.extra_starts + 1):

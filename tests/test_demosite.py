@@ -141,7 +141,7 @@ def test_fault_reset_sends_a_tcp_rst(demo_site: Any) -> None:
 
 
 def test_slow_and_hanging_routes_outlast_a_short_client_timeout(demo_site: Any) -> None:
-    """/fault/slow delays its answer; /fault/hang never answers (logged with status 0)."""
+    """/fault/slow delays its answer; /fault/hang never answers (logged with status 0), or N times with times=N."""
     demo_site.reset()
     with pytest.raises((TimeoutError, urllib.error.URLError)):
         fetch(demo_site.url + "/fault/slow?delay=5", timeout=0.3)
@@ -149,6 +149,9 @@ def test_slow_and_hanging_routes_outlast_a_short_client_timeout(demo_site: Any) 
     with pytest.raises((TimeoutError, urllib.error.URLError)):
         fetch(demo_site.url + "/fault/hang", timeout=0.3)
     assert {"path": "/fault/hang", "status": 0}.items() <= demo_site.log()[-1].items()
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        fetch(demo_site.url + "/fault/hang?key=once&times=1", timeout=0.3)
+    assert fetch(demo_site.url + "/fault/hang?key=once&times=1")[0] == 200
     demo_site.reset()
 
 

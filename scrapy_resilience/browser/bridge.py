@@ -10,7 +10,8 @@ breaks one file:
   handler by the add-on, see ``swap_download_handlers``) bounds every browser
   request by ``download_timeout``, counts the requests inside it and reports a
   browser that disconnects without being asked to as a crash (the internal
-  ``signals.browser_crashed``).
+  ``signals.browser_crashed``), failing at once every request that was on it
+  (``BrowserDisconnectedError``, retried on the relaunched browser).
 * ``recycle`` closes a browser between two requests, with nothing lost, and
   lets scrapy-playwright launch a fresh one on the next request.
 """
@@ -31,11 +32,15 @@ from scrapy.utils.misc import load_object
 from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
 from twisted.internet.error import TimeoutError as DownloadTimeoutError
 
-from scrapy_resilience import signals
+from scrapy_resilience import signals, stats
+from scrapy_resilience.exceptions import BrowserDisconnectedError
 
 logger = logging.getLogger(__name__)
 
 _POLL = 0.1  # seconds between two looks at a draining browser
+# Seconds a new browser request waits while scrapy-playwright drops a browser
+# that disconnected (closing its contexts, forgetting it); then it goes on anyway.
+DROP_WAIT = 5.0
 
 
 class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
@@ -45,7 +50,9 @@ class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
         super().__init__(crawler)
         self.resilience_crawler = crawler
         self.default_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
-        self.in_flight = 0
+        self._downloads: set[asyncio.Future[Response]] = set()  # browser requests inside the handler
+        self._orphaned: set[asyncio.Future[Response]] = set()  # of them, failed by their browser's disconnection
+        self._dropping: asyncio.Event | None = None  # set once a disconnected browser is forgotten
         self.recycling = False  # closing the browser on purpose: its disconnection is no crash
         # Context name -> {"kwargs": ..., "storage_state": ...}: what a context of
         # that name is created with next time (after a resume, a recycle, a crash).
@@ -58,13 +65,36 @@ class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
         # whose browser died waits forever: the pages that would free the slot
         # now release the semaphore of the relaunched context.
         timeout = float(request.meta.get("download_timeout") or self.default_timeout)
-        self.in_flight += 1
+        download = asyncio.ensure_future(self._download_on_a_live_browser(request))
+        self._downloads.add(download)
         try:
-            return await asyncio.wait_for(super().download_request(request), timeout=timeout)
+            return await asyncio.wait_for(download, timeout=timeout)
         except asyncio.TimeoutError:
             raise DownloadTimeoutError(f"Getting {request.url} took longer than {timeout} seconds.") from None
+        except asyncio.CancelledError:
+            if download not in self._orphaned:
+                raise  # cancelled from outside (the crawl is stopping)
+            raise BrowserDisconnectedError(
+                f"Browser closed under {request.url}: the browser disconnected (crashed or was killed) "
+                "while the request was on it"
+            ) from None
         finally:
-            self.in_flight -= 1
+            self._downloads.discard(download)
+            self._orphaned.discard(download)
+
+    @property
+    def in_flight(self) -> int:
+        """Browser requests inside the handler now."""
+        return len(self._downloads)
+
+    async def _download_on_a_live_browser(self, request: Request) -> Response:
+        dropping = self._dropping
+        if dropping is not None:
+            # Until scrapy-playwright has forgotten the dead browser, a new page
+            # would be asked of it, and might never come.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(dropping.wait(), DROP_WAIT)
+        return await super().download_request(request)
 
     async def close(self) -> None:
         # The crawl is over: the browser's disconnection that follows is no crash.
@@ -80,18 +110,45 @@ class ResilientPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
             context_kwargs = kwargs
         return await super()._create_browser_context(name=name, context_kwargs=context_kwargs, spider=spider)
 
-    async def _maybe_launch_browser(self) -> None:
-        had = getattr(self, "browser", None)
-        await super()._maybe_launch_browser()
-        browser = getattr(self, "browser", None)
-        if browser is not None and browser is not had:
-            browser.on("disconnected", self._resilience_disconnected)
-
-    def _resilience_disconnected(self, *_: Any) -> None:
+    async def _browser_disconnected_callback(self) -> None:
+        # scrapy-playwright's listener of the browser's "disconnected" event: it
+        # closes the contexts and forgets the browser, so that the next request
+        # launches a new one.
         if self.recycling:
+            await super()._browser_disconnected_callback()
             return
-        logger.warning("The browser disconnected without being closed: counted as a crash")
-        self.resilience_crawler.signals.send_catch_log(signals.browser_crashed, spider=self.resilience_crawler.spider)
+        failed = self._fail_downloads()
+        logger.warning(
+            "The browser disconnected without being closed: counted as a crash; %d requests on it failed, "
+            "to be retried on a new browser", failed,
+        )  # fmt: skip
+        crawler = self.resilience_crawler
+        if failed:
+            crawler.stats.inc_value(stats.BROWSER_REQUESTS_FAILED, failed)
+        crawler.signals.send_catch_log(signals.browser_crashed, requests_failed=failed, spider=crawler.spider)
+        self._dropping = dropping = asyncio.Event()
+        try:
+            await super()._browser_disconnected_callback()
+        finally:
+            dropping.set()
+            if self._dropping is dropping:
+                self._dropping = None
+
+    def _fail_downloads(self) -> int:
+        """Fail every browser request in the handler now; how many.
+
+        Each is bound to the browser that disconnected (a new one is launched
+        only once scrapy-playwright has forgotten it) and may wait for it
+        forever: a new page or a navigation asked of a killed Chromium can
+        stay unanswered, far longer than any ``DOWNLOAD_TIMEOUT`` a user wants
+        to wait. ``download_request`` turns the cancellation into a
+        ``BrowserDisconnectedError``, which the retry middleware retries.
+        """
+        doomed = [download for download in self._downloads if not download.done()]
+        for download in doomed:
+            self._orphaned.add(download)
+            download.cancel()
+        return len(doomed)
 
 
 def swap_download_handlers(settings: BaseSettings) -> None:

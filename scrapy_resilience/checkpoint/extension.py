@@ -82,7 +82,7 @@ class CheckpointExtension:
         self._loops: list[Any] = []
         self.job: LoadedJob | None = None
         self.refill: RefillQueue | None = None
-        self.crashes = 0  # consecutive runs of this job that died, known at spider_opened
+        self.crashes = 0  # deaths of the job in a row without progress before this run, known at spider_opened
         self.runs = 1
         self._started = time.monotonic()
         self._errors: list[Any] = []
@@ -181,9 +181,10 @@ class CheckpointExtension:
         logger.info(
             "Resuming job %s from checkpoint %s (%d corrupted ones passed over) and its journal: "
             "%d requests restored (%d in flight when the job died, %d waiting for a retry, %d put back one "
-            "at a time as suspects, %d set aside as poison), %d fingerprints; run %d, %d crashed runs in a row",
+            "at a time as suspects, %d set aside as poison), %d fingerprints; run %d, %d deaths in a row "
+            "without progress",
             self.sealer.store.job_id, job.checkpoint.sequence_number if job.checkpoint else "none",
-            job.corrupted, restored, len(job.replay.in_flight) if job.crashes else 0, len(held),
+            job.corrupted, restored, len(job.replay.in_flight) if job.died else 0, len(held),
             len(job.suspects), len(job.poison), len(job.replay.seen), self.runs, job.crashes,
         )
 
@@ -242,6 +243,7 @@ class CheckpointExtension:
             snapshot = self.resource_snapshot()
             job_state: dict[str, Any] = {
                 "journal_upto": sealed, "runs": self.runs, "crashes": self.crashes,
+                "progressed": self.ledger.completed > 0,
                 "clean_close": final, "close_reason": reason,
                 "spider_state": getattr(self.crawler.spider, "state", {}),
                 "stats": snapshot_stats(self.crawler.stats),

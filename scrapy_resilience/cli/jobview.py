@@ -1,7 +1,7 @@
 """Read-only views of a job directory, for the inspection command and the supervisor.
 
 Everything here reads (through ``CheckpointStore``, ``EventLog`` and
-``resume.requests_done``) and modifies nothing, so it is safe to run while a
+``resume.requests_settled``) and modifies nothing, so it is safe to run while a
 crawl writes the same directory. The
 views are plain JSON-able dicts: ``--json`` prints them as they are, and
 ``inspect_report`` renders them as tables for people.
@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from scrapy_resilience.events.log import EVENTS_FILE, EventLog
-from scrapy_resilience.jobdir.resume import requests_done
+from scrapy_resilience.jobdir.resume import requests_settled
 from scrapy_resilience.jobdir.store import CheckpointEntry, CheckpointStore
 from scrapy_resilience.model.entities import Checkpoint, CheckpointStatus, FailureEvent, RecoveryAction
 from scrapy_resilience.model.serialization import checkpoint_to_document, event_to_line
@@ -82,31 +82,33 @@ def progress_of(checkpoint: Checkpoint) -> dict[str, int]:
 class JobSnapshot:
     """What the supervisor compares between runs: the newest checkpoint, and the work done so far.
 
-    Requests done are the checkpoint's count plus the requests the journal
-    marked done after it (``resume.requests_done``), so a run killed before
-    its first checkpoint still shows its work.
+    Requests done and set aside are the checkpoint's counts plus the requests
+    the journal marked done or set aside after it (``resume.requests_settled``),
+    so a run killed before its first checkpoint still shows its work. A poison
+    request set aside counts as progress: it ends the streak of deaths it caused.
     """
 
     sequence: int = 0
     close_reason: str | None = None
-    done: tuple[int, int] = (0, 0)  # requests completed (checkpoint and journal after it), items scraped
+    # Requests completed, items scraped, poison requests set aside (checkpoint and journal after it).
+    done: tuple[int, int, int] = (0, 0, 0)
 
     def progress_since(self, earlier: JobSnapshot) -> bool:
-        """True when this snapshot records more requests done or more items than ``earlier``."""
+        """True when this snapshot records more requests done, items or requests set aside than ``earlier``."""
         return any(now > before for now, before in zip(self.done, earlier.done, strict=True))
 
 
 def read_snapshot(directory: Path, *, job_id: str | None = None) -> JobSnapshot:
     loaded = CheckpointStore(directory, job_id=job_id or READER_JOB_ID).load_latest()
-    done = requests_done(directory)
+    done, set_aside = requests_settled(directory)
     if loaded is None:
-        return JobSnapshot(done=(done, 0))
+        return JobSnapshot(done=(done, 0, set_aside))
     checkpoint = loaded.checkpoint
     reason = checkpoint.data.job_state.get("close_reason")
     return JobSnapshot(
         sequence=checkpoint.sequence_number,
         close_reason=reason if isinstance(reason, str) else None,
-        done=(done, progress_of(checkpoint)["items"]),
+        done=(done, progress_of(checkpoint)["items"], set_aside),
     )
 
 

@@ -15,16 +15,22 @@ gets a crawl that keeps itself alive. Its exit code tells the outcome
   starting a child when the ``RESILIENCE_*`` settings it can see are invalid;
 - 2 aborted by the abort policy (``ABORT_REASONS``);
 - 3 crash loop: ``RESILIENCE_ABORT_CONSECUTIVE_CRASHES`` deaths in a row (3 when
-  unset or 0) without progress in between.
+  unset or 0) of runs that made no progress.
 
 A *death* is a run killed by a signal, exiting non-zero, or closing for a
 resumable reason (a leak that trips every run is a loop too). A run *makes
 progress* when the job records more requests done (the newest checkpoint's
 count plus the requests its journal marked done after it, so that a run
-killed before its first checkpoint still counts) or more items scraped than
-before the run; a new checkpoint that records no new work is not progress (a
-crawl that resumes and dies on the same page writes one each time). Progress
-during a run starts a new series: its death is the first of the next one.
+killed before its first checkpoint still counts), more items scraped or more
+poison requests set aside than before the run (setting the poison aside is
+the cure: it ends the streak of deaths the poison caused); a new checkpoint
+that records no new work is not progress (a crawl that resumes and dies on
+the same page writes one each time). A run that made progress ends the
+series, even if it died (``jobdir/resume.streak_after``: the rule by which the
+crawl itself counts the deaths that ``RESILIENCE_ABORT_CONSECUTIVE_CRASHES``
+judges, so that under the supervisor a job that keeps dying ends as a crash
+loop, not as an abort): a poison page that kills every run after some work
+is set aside at its third death and the crawl goes on without it.
 How a run ended is learnt from the final checkpoint's
 ``data.job_state["close_reason"]``, written at close.
 
@@ -53,6 +59,7 @@ import attrs
 from scrapy_resilience import settings as resilience_settings
 from scrapy_resilience.cli.jobview import JobSnapshot, read_snapshot
 from scrapy_resilience.exceptions import ConfigError
+from scrapy_resilience.jobdir.resume import streak_after
 
 logger = logging.getLogger(__name__)
 
@@ -212,12 +219,12 @@ class Supervisor:
                 logger.error("The crawl failed to start (%s, no checkpoint written)", describe_exit(returncode))
                 return Outcome.FAILED_TO_START
             why = describe_exit(returncode) if returncode != 0 else "closed with " + str(reason)
-            deaths = 1 if after.progress_since(before) else deaths + 1
+            deaths = streak_after(deaths, after.progress_since(before))
             if deaths >= self.plan.crash_limit:
                 logger.error("Crash loop: %d deaths in a row without progress (last: %s); giving up", deaths, why)
                 return Outcome.CRASH_LOOP
             # Backoff grows while nothing moves: a crash at start-up should not spin.
-            delay = min(self.restart_delay * 2 ** (deaths - 1), MAX_RESTART_DELAY)
+            delay = min(self.restart_delay * 2 ** max(deaths - 1, 0), MAX_RESTART_DELAY)
             logger.warning(
                 "Run %d %s; restarting in %g s from checkpoint %s (deaths in a row without progress: %d of %d)",
                 run, why, delay, after.sequence or "none", deaths, self.plan.crash_limit,

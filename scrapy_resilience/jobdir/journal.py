@@ -62,14 +62,16 @@ def segment_path(directory: Path, number: int) -> Path:
     return directory / f"segment-{number:08d}.jsonl"
 
 
-def count_done(directory: Path, *, after: int) -> int:
-    """The "done" lines of the segments numbered above ``after`` (blocking, read-only)."""
-    done = 0
+def count_settled(directory: Path, *, after: int) -> tuple[int, int]:
+    """The "done" and "set aside" lines of the segments numbered above ``after`` (blocking, read-only)."""
+    done = set_aside = 0
     for number in segment_numbers(directory):
         if number > after:
             with segment_path(directory, number).open("rb") as segment:
-                done += sum(1 for line in read_lines(segment) if line.startswith(b'{"d":'))
-    return done
+                for line in read_lines(segment):
+                    done += line.startswith(b'{"d":')
+                    set_aside += line.startswith(b'{"p":')
+    return done, set_aside
 
 
 class JournalWriter:
@@ -201,6 +203,8 @@ class Replay:
     start_seen: set[bytes] = attrs.field(factory=set)
     fingerprints: bool = True
     runs: int = 0  # "run" lines replayed
+    done: int = 0  # "d" lines replayed
+    run_starts: list[int] = attrs.field(factory=list)  # ``done`` when each "run" line was replayed
     set_aside: int = 0
     torn: int = 0  # lines that did not parse (a torn tail after a kill)
 
@@ -218,6 +222,7 @@ class Replay:
             op = raw[2:4]
             if op == b"ru":
                 self.runs += 1
+                self.run_starts.append(self.done)
                 # Requests in flight in an earlier run are pending again: a
                 # new run starts with an empty downloader.
                 in_flight.clear()
@@ -237,6 +242,7 @@ class Replay:
             elif op == b'x"':
                 in_flight.add(value.decode())
             elif op == b'd"':
+                self.done += 1
                 key = value.decode()
                 pending.pop(key, None)
                 in_flight.discard(key)

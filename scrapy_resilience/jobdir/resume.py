@@ -3,14 +3,21 @@
 ``load_job`` (blocking, run off the reactor thread) replays the checkpoint's
 sidecars (a compacted base and delta segments) and then the journal segments
 written after it, so a crawl killed between two checkpoints redoes almost
-nothing. It also counts the runs that died since the last clean close and
-judges poison requests: a request that was in flight each time the job died,
-``limit`` runs in a row, is set aside instead of being put back.
+nothing. It also counts the job's deaths in a row without progress (what
+``RESILIENCE_ABORT_CONSECUTIVE_CRASHES`` judges, as the supervisor's crash loop
+does) and judges poison requests: a request that was in flight each time the
+job died, ``limit`` runs in a row, is set aside instead of being put back.
+
+A run *makes progress* when it journals a request done; a run that closed
+cleanly did not die. A poison request set aside ends the streak of deaths it
+caused: the run that sets it aside starts from 0, so a crawl cured of its
+poison page goes on instead of being aborted for the deaths the poison caused.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -18,8 +25,9 @@ from typing import Any
 
 import attrs
 
+from scrapy_resilience import stats
 from scrapy_resilience.jobdir.fileio import read_lines
-from scrapy_resilience.jobdir.journal import JOURNAL_DIR, Replay, count_done, segment_numbers, segment_path
+from scrapy_resilience.jobdir.journal import JOURNAL_DIR, Replay, count_settled, segment_numbers, segment_path
 from scrapy_resilience.jobdir.store import CheckpointStore, SidecarRef
 from scrapy_resilience.meta import CRASHES_KEY
 from scrapy_resilience.model.entities import Checkpoint
@@ -56,7 +64,8 @@ class LoadedJob:
     journal_upto: int  # segments up to this number are in the checkpoint
     replay: Replay
     runs: int  # runs of the job before this one
-    crashes: int  # of them, how many died in a row most recently
+    crashes: int  # deaths in a row without progress before this run; 0 once a poison request is set aside
+    died: bool  # the last run died (did not close cleanly)
     corrupted: int  # newer checkpoints passed over
     suspects: list[Suspect] = attrs.field(factory=list)
     poison: list[Suspect] = attrs.field(factory=list)
@@ -72,16 +81,30 @@ class LoadedJob:
         return dict(self.checkpoint.data.job_state) if self.checkpoint is not None else {}
 
 
-def requests_done(directory: Path) -> int:
-    """Requests done in the job so far: the newest valid checkpoint's count plus the journal after it.
+def streak_after(streak: int, progressed: bool) -> int:
+    """Deaths in a row without progress once one more run died: one more, or none if that run made progress.
+
+    The one rule of both the supervisor's crash loop and ``load_job``. A run
+    that made progress before it died ends the streak instead of starting
+    one: so a poison request, which a run reaches after doing other work,
+    is set aside (at its ``limit``-th death) before its deaths make a crash
+    loop, while a job that dies before doing anything loops at ``limit``.
+    """
+    return 0 if progressed else streak + 1
+
+
+def requests_settled(directory: Path) -> tuple[int, int]:
+    """Requests done and poison requests set aside so far: the newest checkpoint's, plus the journal's after it.
 
     Blocking and read-only (the supervisor's measure of progress between runs,
     including a run killed before its first checkpoint).
     """
     loaded = CheckpointStore(directory, job_id="").load_latest()
     state = loaded.checkpoint.data.job_state if loaded is not None else {}
-    upto = int(state.get("journal_upto", 0))
-    return int(state.get("requests_done", 0)) + count_done(Path(directory) / JOURNAL_DIR, after=upto)
+    counters = state.get("stats")
+    set_aside = int(counters.get(stats.POISON_SET_ASIDE, 0) or 0) if isinstance(counters, dict) else 0
+    done, later = count_settled(Path(directory) / JOURNAL_DIR, after=int(state.get("journal_upto", 0)))
+    return int(state.get("requests_done", 0)) + done, set_aside + later
 
 
 def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> LoadedJob:
@@ -97,24 +120,31 @@ def load_job(store: CheckpointStore, journal_dir: Path, poison_limit: int) -> Lo
             replay.feed(store.sidecar_lines(chain[name]))
     elif store.entries():
         corrupted = len(store.entries())  # every checkpoint is damaged: the journal is all there is
-    runs_before = replay.runs
+    runs_before, done_before = replay.runs, replay.done
     for number in segment_numbers(journal_dir):
         if number > upto:
             with segment_path(journal_dir, number).open("rb") as handle:
                 replay.feed(read_lines(handle))
-    tail_runs = replay.runs - runs_before
+    # Requests done in each stretch of the tail: the rest of the checkpoint's
+    # run, then each run started after it (a run begins with its "run" line).
+    bounds = [done_before, *replay.run_starts[runs_before:], replay.done]
+    done_in = [end - start for start, end in itertools.pairwise(bounds)]
     state = checkpoint.data.job_state if checkpoint is not None else {}
-    if checkpoint is None:
-        runs, crashes = tail_runs, tail_runs
-    else:
-        # The run that wrote the checkpoint died unless it closed cleanly; every
-        # run that started after it (its "run" line is in the tail) died too.
-        runs = int(state.get("runs", 1)) + tail_runs
-        crashes = (0 if state.get("clean_close") else int(state.get("crashes", 0)) + 1) + tail_runs
+    runs = (int(state.get("runs", 1)) if checkpoint is not None else 0) + len(done_in) - 1
+    crashes = 0
+    died = checkpoint is not None and not state.get("clean_close")
+    if died:
+        # The run that wrote the checkpoint died; it progressed before the checkpoint or after it.
+        crashes = streak_after(int(state.get("crashes", 0)), bool(state.get("progressed")) or done_in[0] > 0)
+    for done in done_in[1:]:  # every later run died: a clean close writes a checkpoint
+        died = True
+        crashes = streak_after(crashes, done > 0)
     job = LoadedJob(checkpoint=checkpoint, chain=chain, journal_upto=upto, replay=replay, runs=runs,
-                    crashes=crashes, corrupted=corrupted)
-    if crashes:
+                    crashes=crashes, died=died, corrupted=corrupted)
+    if died:  # count one more death for the requests the last run had in flight
         _judge_suspects(job, poison_limit)
+    if job.poison:
+        job.crashes = 0  # the cure ends the streak of deaths the poison caused
     # Retries waiting for their backoff go back through the retry middleware, not the scheduler.
     for key in [key for key, line in replay.pending.items() if line.startswith('{"h"')]:
         job.held.append(json.loads(replay.pending[key]))

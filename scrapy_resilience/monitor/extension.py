@@ -129,7 +129,7 @@ class MonitorExtension:
         self._earlier_crashes_judged = True
         crashes = int(getattr(checkpoints, "crashes", 0) or 0)
         if crashes and (reason := self.judge.crash(crashes)):
-            self.stop(reason, {"crashed_runs": crashes})
+            self.stop(reason, {"deaths_without_progress": crashes})
 
     # -- readings and thresholds ------------------------------------------------
 
@@ -256,7 +256,7 @@ class MonitorExtension:
             self._browser_born = None
         return recycled
 
-    def _browser_crashed(self) -> None:
+    def _browser_crashed(self, requests_failed: int = 0) -> None:
         self.crawler.stats.inc_value(stats.BROWSER_CRASHES)
         self._browser_born = None
         get_recorder(self.crawler).record(
@@ -265,7 +265,7 @@ class MonitorExtension:
             recovery_action=RecoveryAction.RETRY,
             source="monitor",
             message="The browser crashed; its requests are retried on a new browser",
-            context={"consecutive_crashes": self.judge.consecutive_crashes + 1},
+            context={"consecutive_crashes": self.judge.consecutive_crashes + 1, "requests_failed": requests_failed},
         )
         if reason := self.judge.crash():
             self.stop(reason, {"consecutive_crashes": self.judge.consecutive_crashes})

@@ -20,7 +20,7 @@ Rules, in order:
    patterns first, then the transient ones: permanent wins.
 3. An exception that matches neither is judged by its type: network and
    browser errors (``OSError``, Twisted and Scrapy download errors, Playwright
-   errors) are transient, because a crawl loses less by retrying a flaky
+   errors, ``BrowserDisconnectedError``) are transient, because a crawl loses less by retrying a flaky
    network error a few times than by dropping the page; any other exception
    is a programming error (``TypeError``, ``KeyError``...) and is permanent:
    retrying the same code on the same input fails the same way.
@@ -34,6 +34,7 @@ import re
 
 import attrs
 
+from scrapy_resilience.exceptions import BrowserDisconnectedError
 from scrapy_resilience.model.entities import FailureCategory, FailureClassifier, FailureSeverity, RecoveryAction
 
 
@@ -101,6 +102,8 @@ def _first_match(patterns: tuple[re.Pattern[str], ...], texts: list[str]) -> str
 
 
 def _is_browser(exc: BaseException) -> bool:
+    if isinstance(exc, BrowserDisconnectedError):
+        return True
     return any(cls.__module__.startswith("playwright") for cls in type(exc).__mro__)
 
 

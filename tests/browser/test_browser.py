@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import psutil
+import pytest
 import scrapy
 from chromium import LAUNCH_OPTIONS
 from scrapy import signals as scrapy_signals
@@ -161,7 +162,7 @@ async def test_recycling_mid_crawl_loses_no_page(demo_site):
 
 @deferred_f_from_coro_f
 async def test_killed_browser_loses_no_page_and_the_crawl_finishes(demo_site):
-    """SIGKILLing Chromium mid-crawl counts one crash; waiting requests time out, are retried, nothing is lost."""
+    """SIGKILLing Chromium mid-crawl counts one crash; its requests fail at the disconnect and are retried."""
     crawler = get_crawler(BrowserProductsSpider, settings_dict=browser_settings())
     skus = Skus(crawler, after=10, action=lambda: kill_browser(crawler))
     await maybe_deferred_to_future(crawler.crawl(base=demo_site.url, count=40))
@@ -169,6 +170,97 @@ async def test_killed_browser_loses_no_page_and_the_crawl_finishes(demo_site):
     assert sorted(skus.skus) == live_skus(demo_site, 40)
     assert crawler.stats.get_value(stats.BROWSER_CRASHES) == 1
     assert crawler.stats.get_value(stats.failures("browser")) >= 1
+    assert crawler.stats.get_value("finish_reason") == "finished"
+
+
+class HangingPagesSpider(scrapy.Spider):
+    """Product pages 1..count through the browser, and two pages that hang on their first attempt.
+
+    The second hanging page and the second half of the products are only
+    requested once the first hanging page has been answered.
+    """
+
+    name = "hanging_pages"
+
+    def hang(self, number: int) -> scrapy.Request:
+        url = f"{self.base}/fault/hang?key={self.key}-{number}&times=1"
+        # First out of the scheduler: each crash below is triggered by a later request.
+        return scrapy.Request(url, meta={"playwright": True}, priority=1, callback=self.answered,
+                              cb_kwargs={"number": number})  # fmt: skip
+
+    def products(self, first: int, last: int) -> list[scrapy.Request]:
+        return [scrapy.Request(f"{self.base}/product/{n}.html", meta={"playwright": True}) for n in range(first, last)]
+
+    async def start(self):
+        yield self.hang(1)
+        for request in self.products(1, int(self.count) // 2 + 1):
+            yield request
+
+    def answered(self, response, number):
+        yield {"sku": f"hang-{number}"}
+        if number == 1:
+            yield self.hang(2)
+            yield from self.products(int(self.count) // 2 + 1, int(self.count) + 1)
+
+    def parse(self, response):
+        yield {"sku": response.css("span.sku::text").get()}
+
+
+class KillWhileHanging:
+    """SIGKILLs Chromium while a hanging page is on it: at the first response to a request sent after that page."""
+
+    def __init__(self, crawler: Any) -> None:
+        self.crawler = crawler
+        self.sent = 0
+        self.order: dict[int, int] = {}  # id(request) -> when it reached the downloader
+        self.armed: int | None = None
+        self.kills = 0
+        crawler.signals.connect(self.reached, signal=scrapy_signals.request_reached_downloader)
+        crawler.signals.connect(self.response, signal=scrapy_signals.response_received)
+
+    def reached(self, request: Any) -> None:
+        self.sent += 1
+        self.order[id(request)] = self.sent
+        if "/fault/hang" in request.url and request.meta.get("retry_times", 0) == 0:
+            self.armed = self.sent
+
+    def response(self, request: Any) -> None:
+        if self.armed is not None and self.order.get(id(request), 0) > self.armed:
+            self.armed = None
+            self.kills += 1
+            for handler in playwright_bridge.playwright_handlers(self.crawler):
+                for process in playwright_bridge.browser_processes(handler):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        process.kill()  # no wait: the disconnection is what the crawl must notice
+
+
+@pytest.mark.timeout(150)  # far below DOWNLOAD_TIMEOUT: a request left on a dead browser would fail this test
+@deferred_f_from_coro_f
+async def test_a_killed_browser_fails_its_requests_at_once_with_the_default_timeout(demo_site):
+    """Chromium SIGKILLed twice with a page hanging on it: failed at the disconnect, retried, every page, no timeout."""
+    settings = {
+        "ADDONS": {"scrapy_resilience.Addon": 500},
+        "DOWNLOAD_HANDLERS": {"http": ScrapyPlaywrightDownloadHandler, "https": ScrapyPlaywrightDownloadHandler},
+        "PLAYWRIGHT_LAUNCH_OPTIONS": LAUNCH_OPTIONS,
+        "CONCURRENT_REQUESTS": 4,
+        "LOG_LEVEL": "INFO",
+        "TELNETCONSOLE_ENABLED": False,
+    }  # DOWNLOAD_TIMEOUT and the retry settings are Scrapy's and the add-on's defaults
+    crawler = get_crawler(HangingPagesSpider, settings_dict=settings)
+    killer = KillWhileHanging(crawler)
+    skus = Skus(crawler)
+    events: list[Any] = []
+    crawler.signals.connect(lambda event: events.append(event), signal=signals.failure_recorded, weak=False)
+    await maybe_deferred_to_future(crawler.crawl(base=demo_site.url, count=60, key=f"kill-{time.time_ns()}"))
+    assert killer.kills == 2
+    assert sorted(skus.skus) == sorted([*live_skus(demo_site, 60), "hang-1", "hang-2"])
+    assert crawler.stats.get_value(stats.BROWSER_CRASHES) == 2
+    assert crawler.stats.get_value(stats.BROWSER_REQUESTS_FAILED) >= 2
+    at_disconnect = [e.message for e in events if e.message.startswith("Browser closed under")]
+    assert {e.category.value for e in events if e.message.startswith("Browser closed under")} == {"browser"}
+    for number in (1, 2):  # each hanging page was failed when its browser went, not after a timeout
+        assert sum(f"-{number}&times=1:" in message for message in at_disconnect) == 1, at_disconnect
+    assert not [e.message for e in events if "took longer than" in e.message]
     assert crawler.stats.get_value("finish_reason") == "finished"
 
 

@@ -21,7 +21,7 @@ from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience import stats
 from scrapy_resilience.checkpoint.extension import CheckpointExtension
 from scrapy_resilience.checkpoint.refill import BATCH
-from scrapy_resilience.jobdir.resume import requests_done
+from scrapy_resilience.jobdir.resume import requests_settled
 from scrapy_resilience.jobdir.store import CheckpointStore
 from scrapy_resilience.meta import ID_KEY
 from scrapy_resilience.model.entities import Checkpoint, CheckpointStatus
@@ -92,7 +92,7 @@ async def test_final_checkpoint_holds_the_job(demo_site: Any, tmp_path: Path) ->
     assert checkpoint.status is CheckpointStatus.COMPLETED
     assert (state["clean_close"], state["close_reason"], state["runs"], state["crashes"]) == (True, "finished", 1, 0)
     assert state["spider_state"] == crawler.spider.state and crawler.spider.state["pages"] > 3
-    assert checkpoint.metadata.completed_items == state["requests_done"] == requests_done(job) == 18
+    assert checkpoint.metadata.completed_items == state["requests_done"] == requests_settled(job)[0] == 18
     assert checkpoint.data.progress.completion_percentage == 100.0
     assert crawler.saved[-1] == checkpoint
     assert crawler.stats.get_value(stats.CHECKPOINT_LAST_SEQUENCE) == checkpoint.sequence_number

@@ -20,7 +20,7 @@ from scrapy_resilience.checkpoint.sealing import Sealer
 from scrapy_resilience.jobdir.journal import (
     JournalWriter,
     Replay,
-    count_done,
+    count_settled,
     dumps,
     fingerprint_lines,
     segment_numbers,
@@ -102,7 +102,8 @@ def test_journal_writer_appends_in_order_and_rotates(tmp_path: Path) -> None:
     assert segment_path(tmp_path / "journal", 7).read_text().splitlines() == ['{"a":"1"}', '{"d":"1"}']
     assert segment_path(tmp_path / "journal", 8).read_text() == '{"f":"00"}\n'
     assert stat.S_IMODE(segment_path(tmp_path / "journal", 7).stat().st_mode) == 0o600
-    assert count_done(tmp_path / "journal", after=0) == 1 and count_done(tmp_path / "journal", after=7) == 0
+    assert count_settled(tmp_path / "journal", after=0) == (1, 0)
+    assert count_settled(tmp_path / "journal", after=7) == (0, 0)
 
 
 class ProbeSpider(Spider):

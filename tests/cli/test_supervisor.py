@@ -159,6 +159,33 @@ def test_a_spider_that_always_crashes_at_the_same_page_is_a_crash_loop(project, 
     assert runs(log) == 3
 
 
+@pytest.mark.timeout(240)
+def test_a_poison_page_is_set_aside_and_the_job_finishes(project, start_demo_site):
+    """A product page that kills every run, crash abort at 3: set aside at run 4, every other item, exit 0."""
+    site = start_demo_site("--products", "200", "--dead-links", "0").url
+    process = supervise(
+        project, "catalogue", "-a", f"site={site}", "-a", "pages=10", "-a", "crash_path=/product/50.html",
+        "-o", "items.jsonl", "-s", "RESILIENCE_ABORT_CONSECUTIVE_CRASHES=3",
+    )  # fmt: skip
+    code, log = finish(process, project)
+    assert code == Outcome.FINISHED, log
+    assert f"Poison request {site}/product/50.html set aside after 3 crashes in a row" in log
+    assert "Stopping the crawl" not in log and runs(log) == 4
+    assert scraped_skus(project / "items.jsonl") == {str(n) for n in range(1, 201)} - {"50"}
+
+
+def test_a_job_that_dies_without_progress_with_the_abort_on_is_a_crash_loop(project, demo_site):
+    """Crash abort at 3 and a job dying at its first page every run: a crash loop (exit 3), not an abort."""
+    process = supervise(
+        project, "catalogue", "-a", f"site={demo_site.url}", "-a", "crash_path=/catalogue/page-1.html",
+        "-s", "RESILIENCE_ABORT_CONSECUTIVE_CRASHES=3",
+    )  # fmt: skip
+    code, log = finish(process, project)
+    assert code == Outcome.CRASH_LOOP, log
+    assert "Crash loop: 3 deaths in a row without progress (last: killed by SIGKILL)" in log
+    assert runs(log) == 3
+
+
 def test_the_abort_policy_exits_2_without_restart(project, demo_site):
     """A crawl closed by the failure-rate abort policy is not restarted: exit 2 after one run."""
     process = supervise(project, "deadsite", "-a", f"site={demo_site.url}", "-a", f"key={project.parent.name}")
@@ -238,11 +265,12 @@ def test_plan_keeps_the_users_directory_and_crash_limit(in_project):
 
 
 def test_progress_means_more_work_done_not_a_new_checkpoint():
-    """A run makes progress only when requests done or items grow; a new sequence alone is not progress."""
-    before = JobSnapshot(sequence=4, done=(10, 7))
-    assert not JobSnapshot(sequence=5, done=(10, 7)).progress_since(before)
-    assert JobSnapshot(sequence=5, done=(11, 7)).progress_since(before)
-    assert JobSnapshot(sequence=4, done=(10, 8)).progress_since(before)
+    """A run makes progress only when requests done, items or poison set aside grow; a new sequence alone is not."""
+    before = JobSnapshot(sequence=4, done=(10, 7, 0))
+    assert not JobSnapshot(sequence=5, done=(10, 7, 0)).progress_since(before)
+    assert JobSnapshot(sequence=5, done=(11, 7, 0)).progress_since(before)
+    assert JobSnapshot(sequence=4, done=(10, 8, 0)).progress_since(before)
+    assert JobSnapshot(sequence=5, done=(10, 7, 1)).progress_since(before)
 
 
 def test_a_usage_error_of_crawl_is_a_failed_start(capsys):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import subprocess
-import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import scrapy
+from checkpoint_helpers import Crawl, stats_of
 from scrapy import signals as scrapy_signals
 from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
 from scrapy.exceptions import NotConfigured
@@ -23,6 +22,8 @@ from scrapy_resilience import signals, stats
 from scrapy_resilience.cli.jobview import open_store, progress_of
 from scrapy_resilience.monitor.extension import MonitorExtension
 from scrapy_resilience.monitor.outcome import OUTCOME_ORDER, OutcomeMiddleware
+
+CHECKPOINT_SPIDER = Path(__file__).parents[1] / "checkpoint_spider.py"
 
 
 class ProductsSpider(scrapy.Spider):
@@ -257,30 +258,19 @@ class Items:
         self.skus.add(item["sku"])
 
 
-def test_crashed_runs_abort_the_next_run_before_any_request(scrapy_project_env, demo_site, tmp_path):
-    """After N runs of a job killed by SIGKILL, the next run aborts with the crash reason and sends nothing."""
-    job = tmp_path / "job"
-    settings = {"RESILIENCE_CHECKPOINT_DIR": str(job), "DOWNLOAD_DELAY": 0.05}
+def test_runs_that_died_without_progress_abort_the_next_run_before_any_request(scrapy_project_env, demo_site, tmp_path):
+    """After N runs that died at start-up (no progress, nothing in flight), the next run aborts and sends nothing."""
+    site = ("-a", f"site={demo_site.url}")
+    dying = Crawl(scrapy_project_env, tmp_path, "runspider", str(CHECKPOINT_SPIDER), *site, "-a", "die_in_start=1")
     for _ in range(2):
-        demo_site.reset()
-        with scrapy_project_env.popen(
-            "crawl", "catalogue", settings=settings, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        ) as process:
-            deadline = time.monotonic() + 60
-            while len(demo_site.log()) < 5 and time.monotonic() < deadline:
-                time.sleep(0.1)  # polling the site's log for the crawl to be under way, bounded
-            process.kill()
-        assert len(demo_site.log()) >= 5
+        dying.run(timeout=120)
+        assert dying.runs[-1].returncode == 70, dying.log()[-3000:]
     demo_site.reset()
-    dump = tmp_path / "stats.json"
-    result = scrapy_project_env.run(
-        "crawl",
-        "catalogue",
-        settings={**settings, "RESILIENCE_ABORT_CONSECUTIVE_CRASHES": 2, "STATS_DUMP_FILE": str(dump)},
-    )
-    final = json.loads(dump.read_text())
-    assert final["finish_reason"] == "resilience_consecutive_crashes", result.stderr[-2000:]
+    crawl = Crawl(scrapy_project_env, tmp_path, "runspider", str(CHECKPOINT_SPIDER), *site)
+    final = stats_of(crawl.run(timeout=120, RESILIENCE_ABORT_CONSECUTIVE_CRASHES=2))
+    assert final["finish_reason"] == "resilience_consecutive_crashes", crawl.log()[-3000:]
     assert final[stats.ABORT_REASON] == "resilience_consecutive_crashes"
+    assert final[stats.RESUME_CRASHES] == 2
     assert demo_site.log() == []  # not one request reached the site
     assert final[stats.ABORT_BLOCKED] >= 1  # the first request was refused at the middleware
 

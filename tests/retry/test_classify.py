@@ -23,6 +23,7 @@ from scrapy.exceptions import (
 from twisted.internet import error as twisted_error
 from twisted.web._newclient import ResponseNeverReceived
 
+from scrapy_resilience.exceptions import BrowserDisconnectedError
 from scrapy_resilience.model import patterns
 from scrapy_resilience.model.entities import FailureCategory, FailureClassifier, FailureSeverity, RecoveryAction
 from scrapy_resilience.retry.classify import Classification, classify, describe
@@ -115,6 +116,7 @@ CASES: list[tuple[str, BaseException, bool, FailureCategory]] = [
     ("pw-browser-closed", PlaywrightError("Browser has been closed"), True, BROWSER),
     ("pw-page-crashed", PlaywrightError("Page crashed"), True, BROWSER),
     ("pw-unknown", PlaywrightError("something new went wrong"), True, BROWSER),
+    ("browser-disconnected", BrowserDisconnectedError("Browser closed under http://x/: ..."), True, BROWSER),
     ("programming-key", KeyError("price"), False, APPLICATION),
     ("programming-type", TypeError("unsupported operand"), False, APPLICATION),
     ("runtime", RuntimeError("Failed to download http://x/file.pdf"), False, APPLICATION),

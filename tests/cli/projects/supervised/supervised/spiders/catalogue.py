@@ -21,6 +21,9 @@ CLOSED_ONCE_MARKER = Path("closed-once.marker")
 class CatalogueSpider(scrapy.Spider):
     """``-a site=URL -a pages=N [-a crash_path=/catalogue/page-2.html] [-a close_once=REASON]``.
 
+    ``crash_path``: the process kills itself whenever it parses that page (a
+    list page or a product page), as the OOM killer would.
+
     ``close_once``: the first run closes with REASON after its first item, as
     the monitor closes a crawl (``engine.close_spider_async``).
     """
@@ -48,10 +51,13 @@ class CatalogueSpider(scrapy.Spider):
     async def start(self) -> AsyncIterator[scrapy.Request]:
         yield scrapy.Request(self.site + "/catalogue/page-1.html")
 
-    def parse(self, response: Response) -> Iterator[Any]:
+    def _maybe_crash(self, response: Response) -> None:
         if self.crash_path and response.url.endswith(self.crash_path):
             # A crash the crawl cannot catch, as the OOM killer's.
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def parse(self, response: Response) -> Iterator[Any]:
+        self._maybe_crash(response)
         for href in response.css("a[href*='/product/']::attr(href)").getall():
             yield response.follow(href, self.parse_product)
         number = int(response.url.rsplit("-", 1)[1].split(".")[0])
@@ -59,4 +65,5 @@ class CatalogueSpider(scrapy.Spider):
             yield response.follow(f"page-{number + 1}.html", self.parse)
 
     def parse_product(self, response: Response) -> Iterator[dict[str, str]]:
+        self._maybe_crash(response)
         yield {"sku": response.css("span.sku::text").get(), "url": response.url}
