@@ -112,8 +112,8 @@ class LeasedScheduler(Scheduler):
         link.submit(ops.renew, self.job_status.started)
         link.every(self.lease_timeout / 3, ops.renew)
         link.every(self.lease_timeout / 6, self._reclaim, self._reclaimed)  # see JobOps.timeout_ms
-        link.start()
         self.outbox = Outbox(link, ops, self.payloads, self.stats, self._added)
+        link.start()
         self._sweeper = create_looping_call(self.sweep)
         self._sweeper.start(SWEEP_INTERVAL, now=False)
         self.crawler.signals.connect(self._request_held, signal=resilience_signals.request_held)
