@@ -55,7 +55,7 @@ REQUIRED = {
     "crash_page": ("path",),
 }
 FAULT_KINDS = tuple(REQUIRED)
-OUTAGE_MODES = ("503", "reset", "refuse")
+OUTAGE_MODES = ("503", "reset", "refuse", "silent")
 ADJECTIVES = ("Sturdy", "Tiny", "Vintage", "Smart", "Quiet", "Bright", "Rustic", "Compact", "Deluxe", "Classic")
 NOUNS = ("Kettle", "Lamp", "Backpack", "Notebook", "Teapot", "Chair", "Clock", "Umbrella", "Mug", "Radio")
 
@@ -147,11 +147,15 @@ class Faults:
             self.counters[route, key] += 1
             return self.counters[route, key]
 
-    def outage_mode(self, now: float) -> str | None:
+    def outage_mode(self, now: float, host: str) -> str | None:
         outage = self.spec.get("outage")
-        if outage and outage["start"] <= now < outage["start"] + float(outage["duration"]):
+        if outage and outage["start"] <= now < self.outage_end() and host in outage.get("hosts", (host,)):
             return str(outage.get("mode", "503"))
         return None
+
+    def outage_end(self) -> float:
+        outage = self.spec.get("outage") or {}
+        return float(outage.get("start", 0)) + float(outage.get("duration", 0))
 
     def rate_limited(self, host: str, now: float) -> float | None:
         """The Retry-After to send if this host is over its rate (a sliding one-second window)."""
@@ -208,7 +212,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle(self) -> None:
         # "refuse": a new connection is reset before its request is read, the nearest a live
         # listener gets to a refusal. The control API stays reachable: it is recognised by peeking.
-        if self.server.faults.outage_mode(time.time()) == "refuse" and not self._peek_control():
+        if self.server.faults.outage_mode(time.time(), self.server.host) == "refuse" and not self._peek_control():
             self.entry = {"t": time.time(), "host": self.server.host, "path": "", "status": 0, "cookie": "", "ua": ""}
             self._reset()
             return
@@ -251,8 +255,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "ua": self.headers.get("User-Agent", ""),
         }
         faults = self.server.faults
-        mode = faults.outage_mode(started)
+        mode = faults.outage_mode(started, self.server.host)
         if mode in ("reset", "refuse"):
+            self._reset()
+        elif mode == "silent":
+            # Accepted, never answered: the client's DOWNLOAD_TIMEOUT ends it (or the outage's end does).
+            self._record(0)
+            self.server.stopping.wait(max(0.0, min(faults.outage_end() - started, HANG_SECONDS)))
             self._reset()
         elif mode == "503":
             outage = faults.spec.get("outage") or {}
@@ -303,6 +312,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Log the request once, when its answer is decided (``t`` stays its arrival time)."""
         if self.entry is not None:
             self.entry["status"] = status
+            self.entry["done"] = time.time()
             self.server.faults.record(self.entry)
             self.entry = None
 
@@ -441,9 +451,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif kind == "retry-after-date":
             if times is None or faults.count(kind, key) <= times:
                 when = math.ceil(time.time() + float(q.get("seconds", 1)))
-                self._html(
-                    429, "Too Many Requests", "<h1>Slow down</h1>", {"Retry-After": formatdate(when, usegmt=True)}
-                )
+                status = int(q.get("status", 429))
+                self._html(status, "Slow down", "<h1>Slow down</h1>", {"Retry-After": formatdate(when, usegmt=True)})
                 return
         elif kind == "slow":
             self.server.stopping.wait(float(q.get("delay", 1)))

@@ -1,0 +1,235 @@
+"""The health of every site of a crawl: one circuit per download slot, one place for all.
+
+``site_health(crawler)`` is the crawl's one ``SiteHealth``. It is fed the
+outcome of every download attempt (by the retry middleware, which sees them
+all, retried ones included) and read by:
+
+* the retry middleware, before a request is sent (``admits``: a request of a
+  slot that is paused or down waits outside the downloader, see
+  ``retry.holding``) and after a failure (``down_for``: a request that failed
+  because its whole site is down keeps its attempts);
+* the abort judge (``observe``): every attempt is an operation; so is, once
+  a probe has failed (the outage is confirmed), the turn of every request
+  waiting for the site at each failed probe, and of every request turned away.
+
+Whose fault is a failure? A failed attempt is *evidence* against the site
+unless its request is known to fail on its own: a request is, once the site
+has answered some other request since this one's first failure (its mark,
+``META_FAILED_SINCE``, is the circuit's answer count at that failure). So a
+handful of URLs that always fail never open the circuit however often they
+are retried, while a site that dies fails fresh requests and their retries
+alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from scrapy import Request, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+from scrapy.utils.asyncio import CallLaterResult, call_later
+
+from scrapy_resilience import stats
+from scrapy_resilience.health.circuit import Circuit, Release, State
+from scrapy_resilience.settings import RetryConfig
+
+logger = logging.getLogger(__name__)
+
+# Request meta: the slot's answer count when this request first failed.
+META_FAILED_SINCE = "resilience_failed_since"
+# Probes of a site that is down come at most this many base delays apart
+# (8 s by default): a 3-minute outage costs about 25 probes, and the crawl is
+# back to full speed within that long of the site's return.
+PROBE_CEILING = 8.0
+
+Observer = Callable[[str, bool], None]
+
+
+class Parking(Protocol):
+    """Where the requests of a slot that may not send wait (``retry.holding.HeldRequests``)."""
+
+    def parked(self, slot: str) -> int: ...
+    def release(self, slot: str, everyone: bool, prefer: Callable[[Request], bool]) -> int: ...
+
+
+def is_failure(outcome: Response | BaseException, failure_codes: frozenset[int]) -> bool | None:
+    """Whether a download outcome is a failure of the site; ``None`` when it is no outcome at all."""
+    if isinstance(outcome, Response):
+        return outcome.status in failure_codes
+    if isinstance(outcome, IgnoreRequest):  # dropped on purpose (offsite, robots.txt, an abort)
+        return None
+    return True
+
+
+class SiteHealth:
+    """The circuits of a crawl's slots; see the module docstring."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        config = RetryConfig.from_settings(crawler.settings)
+        self.crawler = crawler
+        self.failure_codes = config.retry_http_codes
+        self.retry_after_max = config.retry_after_max
+        self.probe_base = config.base_delay
+        self.probe_max = max(config.base_delay, min(config.max_delay, PROBE_CEILING * config.base_delay))
+        # A probe is a normal download: DOWNLOAD_TIMEOUT bounds it.
+        self.probe_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT") + self.probe_max
+        self.parking: Parking | None = None
+        self._circuits: dict[str, Circuit] = {}
+        self._timers: dict[str, CallLaterResult] = {}
+        self._observers: list[Observer] = []
+        self._slowed_slots: set[str] = set()
+        crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
+
+    # -- wiring ----------------------------------------------------------------
+
+    def observe(self, observer: Observer) -> None:
+        """Call ``observer(slot, failed)`` for every operation (the abort judge)."""
+        self._observers.append(observer)
+
+    def slot(self, request: Request) -> str:
+        engine = self.crawler.engine
+        return engine.downloader.get_slot_key(request) if engine is not None else ""
+
+    # -- reading -----------------------------------------------------------------
+
+    def admits(self, request: Request) -> bool:
+        """Whether ``request`` may be sent now; counts a probe and, if confirmed down, a refusal."""
+        if not self._circuits:  # the common case, kept cheap: no site has failed yet
+            return True
+        slot = self.slot(request)
+        circuit = self._circuits.get(slot)
+        if circuit is None:
+            return True
+        was = circuit.state
+        if circuit.admits(time.time()):
+            if was is not State.CLOSED and circuit.state is State.HALF_OPEN:
+                self._inc(stats.HEALTH_PROBES)
+                self._schedule(slot, circuit)
+            return True
+        if circuit.confirmed:
+            self._notify(slot, True)
+        return False
+
+    def not_before(self, request: Request) -> float:
+        """When a request kept back now is expected to go (for the journal of held requests)."""
+        circuit = self._circuits.get(self.slot(request))
+        return circuit.until if circuit is not None else time.time()
+
+    def down_for(self, request: Request) -> bool:
+        """Whether ``request`` just failed because its whole site is down (not through its own fault)."""
+        circuit = self._circuits.get(self.slot(request))
+        return circuit is not None and circuit.down and not self.suspect(request, circuit)
+
+    def suspect(self, request: Request, circuit: Circuit | None = None) -> bool:
+        """Whether ``request`` is known to fail on its own (the site answered others since it failed)."""
+        since = request.meta.get(META_FAILED_SINCE)
+        if since is None:
+            return False
+        if circuit is None:
+            circuit = self._circuits.get(self.slot(request))
+        return circuit is not None and circuit.successes > since
+
+    def states(self) -> dict[str, str]:
+        """Every slot that ever failed, with its state now."""
+        return {slot: circuit.state.value for slot, circuit in sorted(self._circuits.items())}
+
+    # -- feeding -------------------------------------------------------------------
+
+    def outcome(self, request: Request, result: Response | BaseException, retry_after: float | None = None) -> None:
+        """One attempt's outcome; ``retry_after``: the server's pause, in seconds, if it asked for one."""
+        failed = is_failure(result, self.failure_codes)
+        if failed is None:
+            return
+        slot = self.slot(request)
+        self._notify(slot, failed)
+        if not failed:
+            circuit = self._circuits.get(slot) if self._circuits else None
+            if circuit is not None and circuit.success() is Release.ALL:
+                logger.info("%(slot)s serves again: its waiting requests go", {"slot": slot})
+                self._release(slot, circuit, Release.ALL)
+            return
+        now = time.time()
+        circuit = self._circuits.get(slot)
+        if circuit is None:
+            circuit = self._circuits[slot] = Circuit(self.probe_base, self.probe_max, self.probe_timeout)
+        was = circuit.state
+        if retry_after is not None:
+            circuit.retry_after(now, min(retry_after, self.retry_after_max))
+            if circuit.state is State.COOLING and circuit.until > now:
+                self._slowed(slot, was, "Pausing %(slot)s for %(delay).2fs (Retry-After)", circuit.until - now)
+                self._inc(stats.HEALTH_PAUSES)
+        evidence = not self.suspect(request, circuit)
+        if META_FAILED_SINCE not in request.meta:
+            request.meta[META_FAILED_SINCE] = circuit.successes
+        release = circuit.failure(now, evidence)
+        if circuit.state is State.OPEN and was not in (State.OPEN, State.HALF_OPEN):
+            self._slowed(slot, was, "%(slot)s is down: its requests wait, probed every %(delay).0fs at most",
+                         self.probe_max)
+            self._inc(stats.HEALTH_OPENED)
+        if was is State.HALF_OPEN and circuit.state is State.OPEN and self.parking is not None:
+            # A failed probe confirms the outage: the turn of every request waiting for the site failed.
+            for _ in range(self.parking.parked(slot)):
+                self._notify(slot, True)
+        self._release(slot, circuit, release)
+
+    # -- timers and releases ------------------------------------------------------------
+
+    def _release(self, slot: str, circuit: Circuit, release: Release) -> None:
+        if release is not Release.NOTHING and self.parking is not None:
+            self.parking.release(slot, release is Release.ALL, lambda r: not self.suspect(r, circuit))
+        self._schedule(slot, circuit)
+
+    def _schedule(self, slot: str, circuit: Circuit) -> None:
+        timer = self._timers.pop(slot, None)
+        if timer is not None:
+            timer.cancel()
+        when = circuit.next_check()
+        if when is not None:
+            self._timers[slot] = call_later(max(0.0, when - time.time()), self._tick, slot)
+
+    def _tick(self, slot: str) -> None:
+        self._timers.pop(slot, None)
+        circuit = self._circuits[slot]
+        was = circuit.state
+        release = circuit.tick(time.time())
+        if was is State.COOLING and circuit.state is State.CLOSED:
+            logger.info("Pause of %(slot)s over", {"slot": slot})
+        self._release(slot, circuit, release)
+
+    def _slowed(self, slot: str, was: State, message: str, delay: float) -> None:
+        # INFO once per episode: an outage must not flood the log.
+        level = logging.INFO if was is State.CLOSED else logging.DEBUG
+        logger.log(level, message, {"slot": slot, "delay": delay})
+        if slot not in self._slowed_slots:
+            self._slowed_slots.add(slot)
+            self._inc(stats.COOLDOWN_DOMAINS)
+
+    def _notify(self, slot: str, failed: bool) -> None:
+        for observer in self._observers:
+            observer(slot, failed)
+
+    def _inc(self, key: str) -> None:
+        if self.crawler.stats is not None:
+            self.crawler.stats.inc_value(key)
+
+    def _spider_closed(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+_boards: weakref.WeakKeyDictionary[Any, SiteHealth] = weakref.WeakKeyDictionary()
+
+
+def site_health(crawler: Crawler) -> SiteHealth:
+    """The crawler's SiteHealth, created on first use."""
+    board = _boards.get(crawler)
+    if board is None:
+        board = _boards[crawler] = SiteHealth(crawler)
+    return board

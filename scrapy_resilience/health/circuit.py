@@ -1,0 +1,157 @@
+"""One site's circuit: closed, cooling, open, half-open (pure: no Scrapy, no clock of its own).
+
+A circuit judges one download slot (a domain, by default) from the outcome of
+every attempt sent to it, retried ones included:
+
+* **closed**: the site serves; every request goes.
+* **cooling**: the site answered with a ``Retry-After``; no request goes until
+  that moment (``until``), then the circuit closes again by itself. The pause
+  is taken once: the slot's pace afterwards is what it was before.
+* **open**: ``TRIP`` failures in a row that are the site's fault (the caller
+  says which: see ``board``), with no answer in between: the site is down.
+  Nothing goes until ``until``, when one request is let through as a probe.
+* **half-open**: that probe is on its way. An answer from the site closes the
+  circuit (every waiting request goes at once: full speed again); a failure
+  opens it again for twice as long (``probe_base`` doubling up to
+  ``probe_max``, no jitter: one client probing one site has no one to collide
+  with) and *confirms* the outage. A probe that never comes back within
+  ``probe_timeout`` is replaced by another.
+
+Times are epoch seconds from the caller (``time.time()``), the clock the
+held requests' ``not_before`` and the journal use.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+# Failures in a row, each the site's fault, that open a circuit. Eight: a
+# healthy site whose pages fail now and then at random (even 30 % of them)
+# almost never produces eight in a row (0.3**8 = 7e-5 per attempt), while a
+# site that went down fails every request in flight at once (Scrapy's
+# default is 8 per domain, 16 in all).
+TRIP = 8
+
+
+class State(enum.Enum):
+    CLOSED = "closed"
+    COOLING = "cooling"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class Release(enum.Enum):
+    """What the board should do with the slot's waiting requests after a ``tick`` or an outcome."""
+
+    NOTHING = 0
+    ONE = 1  # let one through: the probe
+    ALL = 2  # the site serves again: let everything through
+
+
+@attrs.define
+class Circuit:
+    """The state of one slot; see the module docstring."""
+
+    probe_base: float
+    probe_max: float
+    probe_timeout: float
+    state: State = State.CLOSED
+    until: float = 0.0  # cooling: end of the pause; open: time of the next probe
+    streak: int = 0  # failures in a row that are the site's fault
+    successes: int = 0  # answers from the site so far (the board's "since" marks)
+    failed_probes: int = 0  # probes failed in a row: the interval doubles with each
+    confirmed: bool = False  # a probe failed since the circuit opened: the site is down for sure
+    probe_sent_at: float | None = None  # half-open: when the probe went
+
+    @property
+    def down(self) -> bool:
+        """Whether the site is judged down (open or half-open)."""
+        return self.state in (State.OPEN, State.HALF_OPEN)
+
+    def interval(self) -> float:
+        return min(self.probe_max, self.probe_base * 2.0**self.failed_probes)
+
+    def admits(self, now: float) -> bool:
+        """Whether a request may be sent now (the first one after the probe time becomes the probe)."""
+        if self.state is State.CLOSED:
+            return True
+        if self.state is State.COOLING:
+            if now < self.until:
+                return False
+            self.state = State.CLOSED
+            return True
+        if self.state is State.OPEN:
+            if now < self.until:
+                return False
+            self.state = State.HALF_OPEN
+            self.probe_sent_at = None
+        if self.probe_sent_at is None:
+            self.probe_sent_at = now
+            return True
+        return False
+
+    def success(self) -> Release:
+        """The site answered (any status that is not a failure)."""
+        self.successes += 1
+        self.streak = 0
+        if self.down:
+            self.state = State.CLOSED
+            self.failed_probes = 0
+            self.confirmed = False
+            self.probe_sent_at = None
+            return Release.ALL
+        return Release.NOTHING
+
+    def failure(self, now: float, evidence: bool) -> Release:
+        """A failed attempt; ``evidence``: it is the site's fault, not this one URL's."""
+        if self.state is State.HALF_OPEN and not evidence:
+            # A URL known to fail on its own says nothing: let another request probe.
+            self.probe_sent_at = None
+            return Release.ONE
+        if not evidence:
+            return Release.NOTHING
+        self.streak += 1
+        if self.state is State.HALF_OPEN:
+            self.failed_probes += 1
+            self.confirmed = True
+            self._open(now)
+        elif self.state is not State.OPEN and self.streak >= TRIP:
+            self._open(now)
+        return Release.NOTHING
+
+    def retry_after(self, now: float, seconds: float) -> None:
+        """The site asked for a pause of ``seconds`` (already capped)."""
+        end = now + seconds
+        if self.state is State.CLOSED or (self.state is State.COOLING and end > self.until):
+            self.state = State.COOLING
+            self.until = end
+        elif self.down:  # the next probe waits for it too (``_open`` keeps the later time)
+            self.until = max(self.until, end)
+
+    def tick(self, now: float) -> Release:
+        """The time ``next_check()`` asked for has come."""
+        if self.state is State.COOLING and now >= self.until:
+            self.state = State.CLOSED
+            return Release.ALL
+        if self.state is State.OPEN and now >= self.until:
+            return Release.ONE
+        if self.state is State.HALF_OPEN and self.probe_sent_at is not None:
+            if now >= self.probe_sent_at + self.probe_timeout:
+                self.probe_sent_at = None  # lost: another request probes
+                return Release.ONE
+        return Release.NOTHING
+
+    def next_check(self) -> float | None:
+        """When ``tick`` should be called next (``None``: nothing is due)."""
+        if self.state in (State.COOLING, State.OPEN):
+            return self.until
+        if self.state is State.HALF_OPEN and self.probe_sent_at is not None:
+            return self.probe_sent_at + self.probe_timeout
+        return None
+
+    def _open(self, now: float) -> None:
+        self.state = State.OPEN
+        self.until = max(self.until, now + self.interval())
+        self.probe_sent_at = None
