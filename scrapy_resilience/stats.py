@@ -13,7 +13,11 @@ RETRY_DELAY_SECONDS = "resilience/retry/delay_seconds"
 RETRY_PERMANENT = "resilience/retry/permanent"
 RETRY_GAVE_UP = "resilience/retry/gave_up"
 RETRY_HELD = "resilience/retry/held"  # requests waiting for their backoff right now
-COOLDOWN_DOMAINS = "resilience/cooldown/domains"  # domains slowed down so far
+COOLDOWN_DOMAINS = "resilience/cooldown/domains"  # domains slowed down (paused or down) so far
+HEALTH_PAUSES = "resilience/health/paused"  # Retry-After pauses of a domain
+HEALTH_OPENED = "resilience/health/opened"  # times a domain was judged down (its circuit opened)
+HEALTH_PROBES = "resilience/health/probes"  # requests sent as probes of a domain that was down
+HEALTH_WAITING = "resilience/health/waiting"  # requests waiting for their domain right now
 
 
 def failures(category: str) -> str:

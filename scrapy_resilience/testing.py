@@ -13,7 +13,7 @@ of a spider against a flaky fixture runs in milliseconds::
         ...
 
 The mode is process-wide (a crawl reads it each time it schedules a retry).
-Per-domain cooldown is also skipped, since it would slow the test down too.
+The sites' health (Retry-After pauses, outages: ``health``) is also left out, since it would slow the test down too.
 """
 
 from __future__ import annotations

@@ -8,14 +8,15 @@ all, retried ones included) and read by:
   slot that is paused or down waits outside the downloader, see
   ``retry.holding``) and after a failure (``down_for``: a request that failed
   because its whole site is down keeps its attempts);
-* the abort judge (``observe``): every attempt is an operation; so is, once
-  a probe has failed (the outage is confirmed), the turn of every request
-  waiting for the site at each failed probe, and of every request turned away.
+* the abort judge (``observe``): once a probe has failed (the outage is
+  confirmed), each failed probe costs every request waiting for the site a
+  turn, and so does each request turned away meanwhile; the judge counts
+  those lost turns as failed operations.
 
 Whose fault is a failure? A failed attempt is *evidence* against the site
 unless its request is known to fail on its own: a request is, once the site
 has answered some other request since this one's first failure (its mark,
-``META_FAILED_SINCE``, is the circuit's answer count at that failure). So a
+``meta.FAILED_SINCE_KEY``, is the circuit's answer count at that failure). So a
 handful of URLs that always fail never open the circuit however often they
 are retried, while a site that dies fails fresh requests and their retries
 alike.
@@ -37,18 +38,17 @@ from scrapy.utils.asyncio import CallLaterResult, call_later
 
 from scrapy_resilience import stats
 from scrapy_resilience.health.circuit import Circuit, Release, State
+from scrapy_resilience.meta import FAILED_SINCE_KEY
 from scrapy_resilience.settings import RetryConfig
 
 logger = logging.getLogger(__name__)
 
-# Request meta: the slot's answer count when this request first failed.
-META_FAILED_SINCE = "resilience_failed_since"
 # Probes of a site that is down come at most this many base delays apart
 # (8 s by default): a 3-minute outage costs about 25 probes, and the crawl is
 # back to full speed within that long of the site's return.
 PROBE_CEILING = 8.0
 
-Observer = Callable[[str, bool], None]
+Observer = Callable[[str, int], None]
 
 
 class Parking(Protocol):
@@ -89,7 +89,7 @@ class SiteHealth:
     # -- wiring ----------------------------------------------------------------
 
     def observe(self, observer: Observer) -> None:
-        """Call ``observer(slot, failed)`` for every operation (the abort judge)."""
+        """Call ``observer(slot, count)`` for every ``count`` turns lost to a confirmed outage (the abort judge)."""
         self._observers.append(observer)
 
     def slot(self, request: Request) -> str:
@@ -113,7 +113,7 @@ class SiteHealth:
                 self._schedule(slot, circuit)
             return True
         if circuit.confirmed:
-            self._notify(slot, True)
+            self._notify(slot, 1)
         return False
 
     def not_before(self, request: Request) -> float:
@@ -128,7 +128,7 @@ class SiteHealth:
 
     def suspect(self, request: Request, circuit: Circuit | None = None) -> bool:
         """Whether ``request`` is known to fail on its own (the site answered others since it failed)."""
-        since = request.meta.get(META_FAILED_SINCE)
+        since = request.meta.get(FAILED_SINCE_KEY)
         if since is None:
             return False
         if circuit is None:
@@ -141,20 +141,27 @@ class SiteHealth:
 
     # -- feeding -------------------------------------------------------------------
 
+    def answered(self, request: Request) -> None:
+        """The site answered ``request`` (a response that is no failure): the success path, kept cheap."""
+        if not self._circuits:
+            return
+        slot = self.slot(request)
+        circuit = self._circuits.get(slot)
+        # Scrapy's download handlers record how long the download took.
+        sent_at = time.time() - request.meta.get("download_latency", 0.0)
+        if circuit is not None and circuit.success(sent_at) is Release.ALL:
+            logger.info("%(slot)s serves again: its waiting requests go", {"slot": slot})
+            self._release(slot, circuit, Release.ALL)
+
     def outcome(self, request: Request, result: Response | BaseException, retry_after: float | None = None) -> None:
         """One attempt's outcome; ``retry_after``: the server's pause, in seconds, if it asked for one."""
         failed = is_failure(result, self.failure_codes)
         if failed is None:
             return
-        slot = self.slot(request)
-        self._notify(slot, failed)
         if not failed:
-            circuit = self._circuits.get(slot) if self._circuits else None
-            if circuit is not None and circuit.success() is Release.ALL:
-                logger.info("%(slot)s serves again: its waiting requests go", {"slot": slot})
-                self._release(slot, circuit, Release.ALL)
+            self.answered(request)
             return
-        now = time.time()
+        slot, now = self.slot(request), time.time()
         circuit = self._circuits.get(slot)
         if circuit is None:
             circuit = self._circuits[slot] = Circuit(self.probe_base, self.probe_max, self.probe_timeout)
@@ -165,8 +172,8 @@ class SiteHealth:
                 self._slowed(slot, was, "Pausing %(slot)s for %(delay).2fs (Retry-After)", circuit.until - now)
                 self._inc(stats.HEALTH_PAUSES)
         evidence = not self.suspect(request, circuit)
-        if META_FAILED_SINCE not in request.meta:
-            request.meta[META_FAILED_SINCE] = circuit.successes
+        if FAILED_SINCE_KEY not in request.meta:
+            request.meta[FAILED_SINCE_KEY] = circuit.successes
         release = circuit.failure(now, evidence)
         if circuit.state is State.OPEN and was not in (State.OPEN, State.HALF_OPEN):
             self._slowed(slot, was, "%(slot)s is down: its requests wait, probed every %(delay).0fs at most",
@@ -174,8 +181,7 @@ class SiteHealth:
             self._inc(stats.HEALTH_OPENED)
         if was is State.HALF_OPEN and circuit.state is State.OPEN and self.parking is not None:
             # A failed probe confirms the outage: the turn of every request waiting for the site failed.
-            for _ in range(self.parking.parked(slot)):
-                self._notify(slot, True)
+            self._notify(slot, self.parking.parked(slot) + 1)  # the probe itself waits again too
         self._release(slot, circuit, release)
 
     # -- timers and releases ------------------------------------------------------------
@@ -210,9 +216,9 @@ class SiteHealth:
             self._slowed_slots.add(slot)
             self._inc(stats.COOLDOWN_DOMAINS)
 
-    def _notify(self, slot: str, failed: bool) -> None:
+    def _notify(self, slot: str, count: int) -> None:
         for observer in self._observers:
-            observer(slot, failed)
+            observer(slot, count)
 
     def _inc(self, key: str) -> None:
         if self.crawler.stats is not None:

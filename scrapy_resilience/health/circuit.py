@@ -24,6 +24,7 @@ held requests' ``not_before`` and the journal use.
 from __future__ import annotations
 
 import enum
+import math
 
 import attrs
 
@@ -60,6 +61,7 @@ class Circuit:
     state: State = State.CLOSED
     until: float = 0.0  # cooling: end of the pause; open: time of the next probe
     streak: int = 0  # failures in a row that are the site's fault
+    streak_began: float = 0.0  # when the first of them failed
     successes: int = 0  # answers from the site so far (the board's "since" marks)
     failed_probes: int = 0  # probes failed in a row: the interval doubles with each
     confirmed: bool = False  # a probe failed since the circuit opened: the site is down for sure
@@ -92,9 +94,16 @@ class Circuit:
             return True
         return False
 
-    def success(self) -> Release:
-        """The site answered (any status that is not a failure)."""
+    def success(self, sent_at: float = math.inf) -> Release:
+        """The site answered (any status that is not a failure) a request sent at ``sent_at``.
+
+        An answer to a request sent before the current run of failures began
+        (one in flight when the site went down) says nothing about the site
+        now: it neither breaks the run nor closes the circuit.
+        """
         self.successes += 1
+        if self.streak and sent_at < self.streak_began:
+            return Release.NOTHING
         self.streak = 0
         if self.down:
             self.state = State.CLOSED
@@ -113,6 +122,8 @@ class Circuit:
         if not evidence:
             return Release.NOTHING
         self.streak += 1
+        if self.streak == 1:
+            self.streak_began = now
         if self.state is State.HALF_OPEN:
             self.failed_probes += 1
             self.confirmed = True
@@ -137,10 +148,10 @@ class Circuit:
             return Release.ALL
         if self.state is State.OPEN and now >= self.until:
             return Release.ONE
-        if self.state is State.HALF_OPEN and self.probe_sent_at is not None:
-            if now >= self.probe_sent_at + self.probe_timeout:
-                self.probe_sent_at = None  # lost: another request probes
-                return Release.ONE
+        lost = self.probe_sent_at is not None and now >= self.probe_sent_at + self.probe_timeout
+        if self.state is State.HALF_OPEN and lost:
+            self.probe_sent_at = None  # lost: another request probes
+            return Release.ONE
         return Release.NOTHING
 
     def next_check(self) -> float | None:

@@ -34,6 +34,7 @@ from scrapy_resilience.browser import detect as browsers
 from scrapy_resilience.checkpoint.extension import CheckpointExtension
 from scrapy_resilience.events.recorder import get_recorder
 from scrapy_resilience.exceptions import RequestAfterAbort
+from scrapy_resilience.health import is_failure, site_health
 from scrapy_resilience.model.entities import (
     AbortActionType,
     FailureCategory,
@@ -72,6 +73,9 @@ class MonitorExtension:
         self.failure_codes = frozenset(read(crawler.settings, "RESILIENCE_RETRY_HTTP_CODES"))
         self.drain_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
         self.judge = judge.AbortJudge(self.policy)
+        self.health = site_health(crawler)
+        if self.policy.failure_rate_threshold is not None:
+            self.health.observe(self._turns_lost)
         self.sampler = resources.Sampler(os.getpid(), self.config.checkpoint_dir)
         self.latest_snapshot: ResourceSnapshot | None = None
         self.stopping: str | None = None  # the close reason, once decided
@@ -270,13 +274,23 @@ class MonitorExtension:
 
     def outcome(self, request: Any, result: Any) -> None:
         """One final download outcome (from ``OutcomeMiddleware``)."""
-        failed = judge.is_failure(result, self.failure_codes)
+        failed = is_failure(result, self.failure_codes)
         if failed is None or self.stopping:
             return
         if not failed and request.meta.get("playwright"):
             self.judge.crash_free()
-        if reason := self.judge.operation(failed):
-            self.stop(reason, {"failure_rate": round(self.judge.rate(), 1), "window": list(self.judge.window.counts())})
+        if self.policy.failure_rate_threshold is not None:
+            self._judged(self.judge.operation(failed, self.health.slot(request)))
+
+    def _turns_lost(self, slot: str, count: int) -> None:
+        """``count`` requests of ``slot`` lost a turn to its confirmed outage (from ``health``)."""
+        if not self.stopping:
+            self._judged(self.judge.operation(True, slot, count))
+
+    def _judged(self, reason: str | None) -> None:
+        if reason:
+            detail = {"failure_rate": round(self.judge.rate(), 1), "window": list(self.judge.counts())}
+            self.stop(reason, {**detail, "sites": self.health.states()})
 
     def may_send(self) -> bool:
         """Whether a request may still be sent (``OutcomeMiddleware``); counts the ones refused."""

@@ -2,22 +2,36 @@
 
 What counts (also in docs/usage/monitor.md):
 
-* An **operation** is the final download outcome of one request, as seen
-  outside the retry layer (``OutcomeMiddleware`` sits before our retry
-  middleware in the chain): a response, or an exception that survived every
-  retry. Attempts that are retried, redirects and requests dropped on purpose
-  (``IgnoreRequest``: offsite, robots.txt, held for a backoff) are not
-  operations.
-* A **failure** is an operation that ended in an exception (the site or the
+* An **operation** is either
+  - the final download outcome of one request, as seen outside the retry
+    layer (``OutcomeMiddleware`` sits before our retry middleware in the
+    chain): a response, or an exception that survived every retry. Attempts
+    that are retried, redirects and requests dropped on purpose
+    (``IgnoreRequest``: offsite, robots.txt, held for a backoff) are not
+    operations; or
+  - a **lost turn**: once a site's outage is confirmed (``health``: its
+    circuit opened and a probe failed), each failed probe is a lost turn for
+    every request waiting for that site, and each request turned away
+    meanwhile is one too. A dead site thus fails the crawl's work at the pace
+    of its probes, however few requests are in flight, instead of never
+    reaching a final outcome (its requests keep their attempts while it is
+    down).
+* A **failure** is a final outcome that ended in an exception (the site or the
   browser could not be reached after every retry) or in a status code of
-  ``RESILIENCE_RETRY_HTTP_CODES`` (408, 429, 5xx by default): the site is not
-  serving. Any other status, 404 and 410 included, is the site answering: a
-  dead link is a success of the crawl, so a site with 10% dead links never
-  reaches a 50% threshold, while a site that stops answering reaches 100%.
-* The rate is judged over the last ``RESILIENCE_ABORT_WINDOW_SIZE`` operations
-  that are at most ``RESILIENCE_ABORT_WINDOW_DURATION`` seconds old, once the
-  window holds ``RESILIENCE_ABORT_MIN_OPERATIONS``; it aborts when it is
-  *above* ``RESILIENCE_ABORT_FAILURE_RATE``.
+  ``RESILIENCE_RETRY_HTTP_CODES`` (408, 429, 5xx by default), and every lost
+  turn: the site is not serving. Any other status, 404 and 410 included, is
+  the site answering: a dead link is a success of the crawl, so a site with
+  10% dead links never reaches a 50% threshold, and pages that fail a few
+  times before the retries get them are no failure at all.
+* Operations are counted **per site** (download slot): each site's window
+  holds its last ``RESILIENCE_ABORT_WINDOW_SIZE`` operations that are at most
+  ``RESILIENCE_ABORT_WINDOW_DURATION`` seconds old. A site is *failing* when
+  its window holds ``RESILIENCE_ABORT_MIN_OPERATIONS`` and its rate is *above*
+  ``RESILIENCE_ABORT_FAILURE_RATE``; the crawl aborts when a site is failing
+  and no other site with that many operations in its window is not: while any
+  site still serves, a broad crawl goes on (the dead site's requests wait,
+  pending in the checkpoint). A crawl of one site is judged exactly by that
+  site's rate.
 """
 
 from __future__ import annotations
@@ -25,9 +39,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-
-from scrapy.exceptions import IgnoreRequest
-from scrapy.http import Response
 
 from scrapy_resilience.model.entities import AbortAction, AbortActionType, AbortPolicy
 from scrapy_resilience.settings import AbortConfig
@@ -89,19 +100,32 @@ class AbortJudge:
 
     def __init__(self, policy: AbortPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
-        self.window = FailureWindow(policy.window_size, policy.window_duration, clock)
+        self.clock = clock
+        self.windows: dict[str, FailureWindow] = {}
         self.consecutive_crashes = 0
 
-    def operation(self, failed: bool) -> str | None:
-        """Record one operation; the abort reason if the failure rate is now over the limit."""
-        self.window.add(failed)
+    def operation(self, failed: bool, slot: str = "", count: int = 1) -> str | None:
+        """Record ``count`` operations of ``slot``; the abort reason if the policy now says abort."""
+        window = self.windows.get(slot)
+        if window is None:
+            window = FailureWindow(self.policy.window_size, self.policy.window_duration, self.clock)
+            self.windows[slot] = window
+        for _ in range(min(count, self.policy.window_size)):
+            window.add(failed)
         limit = self.policy.failure_rate_threshold
-        if limit is None:
+        if limit is None or not self._failing(window, limit):
             return None
-        operations, failures = self.window.counts()
-        if operations >= self.policy.min_operations and 100.0 * failures / operations > limit:
-            return REASON_FAILURE_RATE
-        return None
+        for other in list(self.windows):
+            operations, _ = self.windows[other].counts()
+            if operations == 0:
+                del self.windows[other]  # no recent operation: the site is not part of the judgement
+            elif operations >= self.policy.min_operations and not self._failing(self.windows[other], limit):
+                return None  # that site still serves
+        return REASON_FAILURE_RATE
+
+    def _failing(self, window: FailureWindow, limit: float) -> bool:
+        operations, failures = window.counts()
+        return operations >= self.policy.min_operations and 100.0 * failures / operations > limit
 
     def crash(self, count: int = 1) -> str | None:
         """Record ``count`` crashes in a row (browser crashes, or earlier runs that died)."""
@@ -115,17 +139,13 @@ class AbortJudge:
         """Something worked (a browser page was served): crashes are no longer in a row."""
         self.consecutive_crashes = 0
 
+    def counts(self) -> tuple[int, int]:
+        """``(operations, failures)`` in every site's window now."""
+        totals = [window.counts() for window in self.windows.values()]
+        return sum(ops for ops, _ in totals), sum(failures for _, failures in totals)
+
     def rate(self) -> float:
-        operations, failures = self.window.counts()
+        operations, failures = self.counts()
         return 100.0 * failures / operations if operations else 0.0
-
-
-def is_failure(outcome: Response | BaseException, failure_codes: frozenset[int]) -> bool | None:
-    """Whether a final download outcome is a failure; ``None`` when it is not an operation."""
-    if isinstance(outcome, Response):
-        return outcome.status in failure_codes
-    if isinstance(outcome, IgnoreRequest):
-        return None
-    return True
 
 

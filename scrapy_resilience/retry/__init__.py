@@ -1,4 +1,4 @@
-"""Retry: failure classification, backoff and Retry-After, held retries, per-domain cooldown.
+"""Retry: failure classification, backoff and Retry-After, held retries and requests waiting for their site.
 
 ``scrapy_resilience.retry.RetryMiddleware`` is the path users put in ``DOWNLOADER_MIDDLEWARES``.
 """

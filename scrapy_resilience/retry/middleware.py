@@ -3,15 +3,23 @@
 It takes the place of Scrapy's RetryMiddleware (order 550). For a failed
 download (a status of 400 or more, or an exception) it:
 
-1. classifies the failure (``classify.classify``); permanent failures, requests
-   with ``dont_retry`` and non-idempotent methods are not retried; a transient
-   one also tells the per-domain cooldown (``cooldown.DomainCooldown``);
+1. tells the site's health (``health.SiteHealth``) the outcome of every
+   attempt, and classifies the failure (``classify.classify``); permanent
+   failures, requests with ``dont_retry`` and non-idempotent methods are not
+   retried; a request whose whole site is down (not a URL failing on its own)
+   is not retried either but waits for the site, *keeping its attempts*: an
+   outage of any length costs no request its retries;
 2. builds the retry with Scrapy's ``get_retry_request(..., stats_base_key="retry")``,
    so ``retry/*`` stats and ``max_retry_times`` keep their meaning;
 3. draws its delay (``backoff.retry_delay``; a ``Retry-After`` is a minimum);
 4. holds it *outside* the downloader until due (``holding.HeldRequests``): a
    waiting request holds neither a download slot nor a ``CONCURRENT_REQUESTS``
    place, no timer blocks the reactor, and the spider stays open meanwhile.
+
+Before a request is sent, the site's health may keep it back (a Retry-After
+pause, a site that is down): it then waits outside the downloader too, parked
+for its slot until the health lets it through. Testing mode
+(``scrapy_resilience.testing``) leaves the health out, as it leaves out waits.
 
 Every failure is recorded as a FailureEvent whose ``correlation_id`` (meta
 ``resilience_correlation_id``) follows the request across its retries. An
@@ -38,12 +46,12 @@ from scrapy.utils.response import response_status_message
 from scrapy_resilience import stats, testing
 from scrapy_resilience.events.recorder import get_recorder
 from scrapy_resilience.exceptions import BrowserDisconnectedError, ConfigError
+from scrapy_resilience.health import site_health
 from scrapy_resilience.meta import CORRELATION_ID_KEY, POLICY_KEY, RETRY_UNSAFE_KEY
 from scrapy_resilience.model.entities import FailureClassifier, FailureSeverity, RecoveryAction, RetryPolicy
 from scrapy_resilience.retry import holding
 from scrapy_resilience.retry.backoff import parse_retry_after, retry_delay
 from scrapy_resilience.retry.classify import Classification, classify
-from scrapy_resilience.retry.cooldown import DomainCooldown
 from scrapy_resilience.settings import RetryConfig
 
 # RFC 9110 §9.2.2: only these may be repeated without asking the user.
@@ -80,13 +88,9 @@ class RetryMiddleware:
         self.priority_adjust = crawler.settings.getint("RETRY_PRIORITY_ADJUST")
         self.rng = random.Random()
         self.recorder = get_recorder(crawler)
-        self.cooldown = DomainCooldown(
-            crawler.stats,
-            base_delay=config.base_delay,
-            max_delay=config.max_delay,
-            retry_after_max=config.retry_after_max,
-        )
         self.held = holding.HeldRequests(crawler)
+        self.health = site_health(crawler)
+        self.health.parking = self.held
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RetryMiddleware:
@@ -101,21 +105,27 @@ class RetryMiddleware:
 
     # Downloader middleware hooks
 
-    def process_request(self, request: Request) -> None:
+    def process_request(self, request: Request) -> Request | None:
         name = request.meta.get(POLICY_KEY)
         if name is not None and name not in self.policies:
             known = ", ".join(sorted(self.policies)) or "none are defined"
             raise ConfigError(f"meta[{POLICY_KEY!r}]", name, "a policy of RESILIENCE_RETRY_POLICIES: " + known)
+        if testing.is_testing() or self.health.admits(request):
+            return None
+        return self._park(request)
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
         status = response.status
         if status < 400:
-            self._cool(request, success=True)
+            if not testing.is_testing():
+                self.health.answered(request)
             return response
         retry_after = None
         header = response.headers.get(b"Retry-After")
         if header is not None:
             retry_after = parse_retry_after(header, time.time())
+        if not testing.is_testing():
+            self.health.outcome(request, response, retry_after)
         verdict = classify(status, self.classifier)
         details = {"status": status}
         retry = self._retry(request, response_status_message(status), verdict, retry_after, details, "")
@@ -124,6 +134,9 @@ class RetryMiddleware:
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
         if isinstance(exception, IgnoreRequest):
             return None
+        # A browser that died under the request says nothing about the site.
+        if not testing.is_testing() and not isinstance(exception, BrowserDisconnectedError):
+            self.health.outcome(request, exception)
         verdict = classify(exception, self.classifier)
         details = {"exception": type(exception).__module__ + "." + type(exception).__qualname__}
         stack = "".join(traceback.format_exception(exception))
@@ -149,9 +162,6 @@ class RetryMiddleware:
             "reason": verdict.reason,
             **details,
         }
-        # A browser that died under the request says nothing about the site: no cooldown.
-        if verdict.transient and not testing.is_testing() and not isinstance(reason, BrowserDisconnectedError):
-            self._cool(request, retry_after=retry_after)
         why_not = self._why_not_retry(request, verdict)
         if why_not is not None:
             if not verdict.transient:
@@ -166,6 +176,10 @@ class RetryMiddleware:
                 correlation_id,
             )
             return None
+        if not testing.is_testing() and self.health.down_for(request):
+            context["waits_for_site"] = True
+            self._record(verdict, RecoveryAction.RETRY, str(reason), context, stack, correlation_id)
+            return self._park(request.replace(dont_filter=True))
         policy = self.policies[meta[POLICY_KEY]] if POLICY_KEY in meta else self.default_policy
         max_retry_times = meta.get("max_retry_times", policy.max_attempts - 1)
         max_retry_times = testing.max_attempts(max_retry_times + 1) - 1
@@ -203,14 +217,10 @@ class RetryMiddleware:
             holding.mark(retry, time.time() + delay)
         return retry
 
-    def _cool(self, request: Request, *, success: bool = False, retry_after: float | None = None) -> None:
-        engine = self.crawler.engine
-        if engine is None:
-            return
-        if success:
-            self.cooldown.success(engine.downloader, request)
-        else:
-            self.cooldown.failure(engine.downloader, request, retry_after)
+    def _park(self, request: Request) -> Request:
+        """Hand ``request`` back to the engine to wait for its slot (``holding``), not spending an attempt."""
+        holding.mark(request, self.health.not_before(request), self.health.slot(request))
+        return request
 
     def _why_not_retry(self, request: Request, verdict: Classification) -> str | None:
         if not verdict.transient:

@@ -116,3 +116,16 @@ def test_retry_after_while_down_delays_the_next_probe():
     c.retry_after(0.0, 30.0)
     assert c.state is State.OPEN
     assert c.next_check() == 30.0
+
+
+def test_an_answer_to_a_request_sent_before_the_failures_began_says_nothing():
+    """A page in flight when the site went down may still arrive: it neither breaks the run nor closes."""
+    c = circuit()
+    c.failure(10.0, evidence=True)
+    c.success(sent_at=9.9)
+    for _ in range(TRIP - 1):
+        c.failure(10.1, evidence=True)
+    assert c.state is State.OPEN
+    assert c.success(sent_at=9.8) is Release.NOTHING
+    assert c.state is State.OPEN
+    assert c.success(sent_at=10.5) is Release.ALL

@@ -19,6 +19,7 @@ from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from webhook_receiver import WebhookReceiver
 
 from scrapy_resilience.exceptions import RequestAfterAbort
+from scrapy_resilience.health import is_failure
 from scrapy_resilience.model.entities import AbortAction, AbortActionType, AbortPolicy
 from scrapy_resilience.monitor import halt
 from scrapy_resilience.monitor.actions import post_json, run_actions
@@ -28,7 +29,6 @@ from scrapy_resilience.monitor.judge import (
     REASON_FAILURE_RATE,
     AbortJudge,
     FailureWindow,
-    is_failure,
     policy_from_config,
 )
 from scrapy_resilience.settings import AbortConfig

@@ -26,7 +26,7 @@ from scrapy.utils.test import get_crawler
 from scrapy_resilience import stats
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = REPO / "tests" / "projects" / "supervised"
+PROJECT = REPO / "tests" / "cli" / "projects" / "supervised"
 # The supervised project's quick settings, back to the defaults a user has.
 DEFAULTS = {
     "RESILIENCE_CHECKPOINT_INTERVAL": 30,
