@@ -121,6 +121,11 @@ class SiteHealth:
         circuit = self._circuits.get(self.slot(request))
         return circuit.until if circuit is not None else time.time()
 
+    def holds_back(self, slot: str) -> bool:
+        """Whether a request of ``slot`` arriving now would be kept back (the parking asks, see ``retry.holding``)."""
+        circuit = self._circuits.get(slot)
+        return circuit is not None and circuit.holds_back()
+
     def down_for(self, request: Request) -> bool:
         """Whether ``request`` just failed because its whole site is down (not through its own fault)."""
         circuit = self._circuits.get(self.slot(request))

@@ -28,12 +28,12 @@ import math
 
 import attrs
 
-# Failures in a row, each the site's fault, that open a circuit. Eight: a
+# Failures in a row, each the site's fault, that open a circuit. Twelve: a
 # healthy site whose pages fail now and then at random (even 30 % of them)
-# almost never produces eight in a row (0.3**8 = 7e-5 per attempt), while a
+# almost never produces twelve in a row (0.3**12 = 5e-7 per attempt), while a
 # site that went down fails every request in flight at once (Scrapy's
-# default is 8 per domain, 16 in all).
-TRIP = 8
+# defaults put 16 in flight, 8 of them transferring, on one domain).
+TRIP = 12
 
 
 class State(enum.Enum):
@@ -61,7 +61,7 @@ class Circuit:
     state: State = State.CLOSED
     until: float = 0.0  # cooling: end of the pause; open: time of the next probe
     streak: int = 0  # failures in a row that are the site's fault
-    streak_began: float = 0.0  # when the first of them failed
+    opened_at: float = 0.0  # when the circuit last opened
     successes: int = 0  # answers from the site so far (the board's "since" marks)
     failed_probes: int = 0  # probes failed in a row: the interval doubles with each
     confirmed: bool = False  # a probe failed since the circuit opened: the site is down for sure
@@ -97,12 +97,12 @@ class Circuit:
     def success(self, sent_at: float = math.inf) -> Release:
         """The site answered (any status that is not a failure) a request sent at ``sent_at``.
 
-        An answer to a request sent before the current run of failures began
-        (one in flight when the site went down) says nothing about the site
-        now: it neither breaks the run nor closes the circuit.
+        An answer to a request sent before the circuit opened (one in flight
+        when the site went down) says nothing about the site now: it does not
+        close the circuit.
         """
         self.successes += 1
-        if self.streak and sent_at < self.streak_began:
+        if self.down and sent_at < self.opened_at:
             return Release.NOTHING
         self.streak = 0
         if self.down:
@@ -122,8 +122,6 @@ class Circuit:
         if not evidence:
             return Release.NOTHING
         self.streak += 1
-        if self.streak == 1:
-            self.streak_began = now
         if self.state is State.HALF_OPEN:
             self.failed_probes += 1
             self.confirmed = True
@@ -154,6 +152,12 @@ class Circuit:
             return Release.ONE
         return Release.NOTHING
 
+    def holds_back(self) -> bool:
+        """Whether a request arriving now would be kept back (``admits`` without its side effects)."""
+        if self.state is State.HALF_OPEN:
+            return self.probe_sent_at is not None
+        return self.state is not State.CLOSED
+
     def next_check(self) -> float | None:
         """When ``tick`` should be called next (``None``: nothing is due)."""
         if self.state in (State.COOLING, State.OPEN):
@@ -164,5 +168,6 @@ class Circuit:
 
     def _open(self, now: float) -> None:
         self.state = State.OPEN
+        self.opened_at = now
         self.until = max(self.until, now + self.interval())
         self.probe_sent_at = None

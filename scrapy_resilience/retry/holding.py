@@ -61,8 +61,9 @@ class _Held:
 class HeldRequests:
     """The requests waiting for their backoff (with their timers) or for their slot."""
 
-    def __init__(self, crawler: Crawler) -> None:
+    def __init__(self, crawler: Crawler, holds_back: Callable[[str], bool] = lambda slot: True) -> None:
         self.crawler = crawler
+        self.holds_back = holds_back
         self._held: dict[int, _Held] = {}
         self._parked: dict[str, deque[_Held]] = {}
         self._keys = itertools.count()
@@ -76,6 +77,9 @@ class HeldRequests:
         request.meta.pop(_META_PARK, None)
         if not request.dont_filter:  # its fingerprint was seen: the dupefilter would drop it
             request = request.replace(dont_filter=True)
+        if slot is not None and not self.holds_back(slot):
+            # The slot let requests through again between the decision and now: crawl it at once.
+            slot, not_before = None, time.time()
         held = _Held(request, not_before)
         if slot is None:
             key = next(self._keys)

@@ -88,8 +88,8 @@ class RetryMiddleware:
         self.priority_adjust = crawler.settings.getint("RETRY_PRIORITY_ADJUST")
         self.rng = random.Random()
         self.recorder = get_recorder(crawler)
-        self.held = holding.HeldRequests(crawler)
         self.health = site_health(crawler)
+        self.held = holding.HeldRequests(crawler, self.health.holds_back)
         self.health.parking = self.held
 
     @classmethod

@@ -212,3 +212,25 @@ async def test_a_dead_domain_holds_no_healthy_one_back_and_stays_resumable(start
     assert len(again.spider.skus[bases[2]]) + got >= 100
     assert spider.skus[bases[2]] | again.spider.skus[bases[2]] == {str(n) for n in range(1, 101)}
     assert all(e["host"] == "127.0.0.3" for e in site.log())
+
+
+@pytest_twisted.ensureDeferred
+async def test_healthy_domain_keeps_its_pace_while_another_is_paused(demo_site: Any) -> None:
+    """While 127.0.0.1 waits out a Retry-After, every page of 127.0.0.2 is fetched."""
+    demo_site.reset()
+    specs = [(demo_site.url + "/fault/status/429?key=cool&times=1&retry_after=4", {})]
+    specs += [(demo_site.url2 + f"/product/{k}.html", {}) for k in range(1, 25)]
+    crawler = get_crawler(UrlsSpider, {**ADDON, "HTTPERROR_ALLOW_ALL": True})
+    result = Crawl(crawler)
+    await crawler.crawl(specs=specs)
+    log = demo_site.log()
+    sick = [e for e in log if e["path"].startswith("/fault/status/429")]
+    healthy = [e for e in log if e["host"] == "127.0.0.2"]
+    assert len(healthy) == 24
+    first_429 = min(e["t"] for e in sick if e["status"] == 429)
+    first_retry = min(e["t"] for e in sick if e["status"] == 200)
+    assert first_retry - first_429 >= 4.0
+    # The healthy domain did not wait for the other one's pause.
+    assert max(e["t"] for e in healthy) < first_retry
+    assert result.stat(stats.COOLDOWN_DOMAINS) == 1
+    assert result.stat(stats.HEALTH_PAUSES) == 1

@@ -190,3 +190,4 @@ async def test_thirty_percent_transient_503s_recovered_by_retries_never_abort(de
     assert crawler.stats.get_value(stats.ABORT_REASON) is None
     assert items.count == 300
     assert crawler.stats.get_value("retry/count") >= 90
+    assert crawler.stats.get_value(stats.HEALTH_OPENED) is None  # flaky pages never made the site look down
