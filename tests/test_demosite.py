@@ -175,6 +175,20 @@ def test_outage_window_in_each_mode(demo_site: Any) -> None:
     demo_site.reset()
 
 
+def test_silent_outage_on_one_host_and_a_503_retry_after_date(demo_site: Any) -> None:
+    """A silent outage never answers, on the listed hosts only; retry-after-date can answer 503."""
+    demo_site.reset()
+    demo_site.set_faults(outage={"start": time.time() - 1, "duration": 600, "mode": "silent", "hosts": ["127.0.0.2"]})
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        fetch(demo_site.url2 + "/product/1.html", timeout=0.5)
+    assert fetch(demo_site.url + "/product/1.html")[0] == 200
+    demo_site.set_faults(outage=None)
+    status, headers, _ = fetch(demo_site.url + "/fault/retry-after-date?key=rd503&seconds=30&times=1&status=503")
+    assert status == 503 and headers["Retry-After"].endswith("GMT")
+    assert [entry["status"] for entry in demo_site.log()] == [0, 200, 503]
+    demo_site.reset()
+
+
 def test_rate_limit_is_per_host_with_retry_after(demo_site: Any) -> None:
     """Beyond max_per_second requests in a second a host gets 429 + Retry-After; the other host is unaffected."""
     demo_site.reset()
@@ -237,7 +251,7 @@ def test_js_pages_carry_their_links_only_in_script(demo_site: Any) -> None:
 
 
 def test_log_records_every_non_control_request(demo_site: Any) -> None:
-    """The log has t, host, path, status, cookie and ua of each request, none of the control API; reset clears it."""
+    """The log has t, done, host, path, status, cookie and ua of each request, none of the control API; reset clears it."""
     demo_site.reset()
     before = time.time()
     request = urllib.request.Request(
@@ -247,7 +261,8 @@ def test_log_records_every_non_control_request(demo_site: Any) -> None:
     demo_site.info()
     (entry,) = demo_site.log()
     assert entry["t"] >= before - 1
-    assert {k: v for k, v in entry.items() if k != "t"} == {
+    assert entry["done"] >= entry["t"]
+    assert {k: v for k, v in entry.items() if k not in ("t", "done")} == {
         "host": "127.0.0.2",
         "path": "/product/2.html?x=1",
         "status": 200,
