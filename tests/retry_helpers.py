@@ -1,4 +1,4 @@
-"""Helpers for the retry, cooldown and recorder crawl tests (not collected: no ``test_`` prefix).
+"""Helpers for the retry, site-health and recorder crawl tests (not collected: no ``test_`` prefix).
 
 - ``UrlsSpider``: crawls a given list of request specs and records what came back.
 - ``crawl``: runs one in-process crawl with our retry middleware in place of Scrapy's.

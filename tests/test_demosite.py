@@ -251,7 +251,7 @@ def test_js_pages_carry_their_links_only_in_script(demo_site: Any) -> None:
 
 
 def test_log_records_every_non_control_request(demo_site: Any) -> None:
-    """The log has t, done, host, path, status, cookie and ua of each request, none of the control API; reset clears it."""
+    """The log has t, done, host, path, status, cookie, ua of each request, none of the control API; reset clears it."""
     demo_site.reset()
     before = time.time()
     request = urllib.request.Request(

@@ -181,8 +181,9 @@ class SiteHealth:
             request.meta[FAILED_SINCE_KEY] = circuit.successes
         release = circuit.failure(now, evidence)
         if circuit.state is State.OPEN and was not in (State.OPEN, State.HALF_OPEN):
-            self._slowed(slot, was, "%(slot)s is down: its requests wait, probed every %(delay).0fs at most",
-                         self.probe_max)
+            self._slowed(
+                slot, was, "%(slot)s is down: its requests wait, probed every %(delay).0fs at most", self.probe_max
+            )
             self._inc(stats.HEALTH_OPENED)
         if was is State.HALF_OPEN and circuit.state is State.OPEN and self.parking is not None:
             # A failed probe confirms the outage: the turn of every request waiting for the site failed.

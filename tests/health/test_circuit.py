@@ -12,6 +12,15 @@ def circuit() -> Circuit:
     return Circuit(probe_base=1.0, probe_max=8.0, probe_timeout=20.0)
 
 
+def opened(now: float = 0.0) -> Circuit:
+    """A circuit that TRIP failures at ``now`` just opened."""
+    c = circuit()
+    for _ in range(TRIP):
+        c.failure(now, evidence=True)
+    assert c.state is State.OPEN
+    return c
+
+
 def test_trip_failures_in_a_row_open_the_circuit_and_an_answer_resets_the_count():
     """TRIP failures of the site in a row open it; one answer in between starts the count again."""
     c = circuit()
@@ -40,9 +49,7 @@ def test_failures_that_are_not_the_sites_fault_never_open_it(answers):
 
 def test_one_probe_at_a_time_and_its_answer_releases_everything():
     """An open circuit lets one probe through at the probe time; the site's answer closes it."""
-    c = circuit()
-    for _ in range(TRIP):
-        c.failure(10.0, evidence=True)
+    c = opened(10.0)
     assert c.next_check() == 11.0
     assert c.tick(11.0) is Release.ONE
     assert c.admits(11.0)  # the probe
@@ -55,9 +62,7 @@ def test_one_probe_at_a_time_and_its_answer_releases_everything():
 
 def test_failed_probes_double_the_interval_up_to_the_cap_and_confirm_the_outage():
     """Each failed probe doubles the wait for the next one, up to probe_max; the first confirms."""
-    c = circuit()
-    for _ in range(TRIP):
-        c.failure(0.0, evidence=True)
+    c = opened()
     assert not c.confirmed
     now, gaps = 0.0, []
     for _ in range(6):
@@ -72,9 +77,7 @@ def test_failed_probes_double_the_interval_up_to_the_cap_and_confirm_the_outage(
 
 def test_a_lost_probe_is_replaced_after_the_probe_timeout():
     """A probe that never comes back lets another request probe after probe_timeout."""
-    c = circuit()
-    for _ in range(TRIP):
-        c.failure(0.0, evidence=True)
+    c = opened()
     c.tick(1.0)
     assert c.admits(1.0)
     assert c.next_check() == 21.0
@@ -84,9 +87,7 @@ def test_a_lost_probe_is_replaced_after_the_probe_timeout():
 
 def test_a_probe_of_a_url_that_fails_on_its_own_lets_another_probe():
     """A failed probe that says nothing about the site (a known-bad URL) frees the probe's place."""
-    c = circuit()
-    for _ in range(TRIP):
-        c.failure(0.0, evidence=True)
+    c = opened()
     c.tick(1.0)
     assert c.admits(1.0)
     assert c.failure(1.5, evidence=False) is Release.ONE
@@ -110,9 +111,7 @@ def test_retry_after_pauses_until_that_moment_once_then_the_circuit_closes():
 
 def test_retry_after_while_down_delays_the_next_probe():
     """A site that is down and asks for a pause is not probed before the pause ends."""
-    c = circuit()
-    for _ in range(TRIP):
-        c.failure(0.0, evidence=True)
+    c = opened()
     c.retry_after(0.0, 30.0)
     assert c.state is State.OPEN
     assert c.next_check() == 30.0
@@ -120,9 +119,7 @@ def test_retry_after_while_down_delays_the_next_probe():
 
 def test_an_answer_to_a_request_sent_before_the_circuit_opened_does_not_close_it():
     """A page in flight when the site went down may still arrive: it does not close the circuit."""
-    c = circuit()
-    for _ in range(TRIP):
-        c.failure(10.0, evidence=True)
+    c = opened(10.0)
     assert c.success(sent_at=9.8) is Release.NOTHING
     assert c.state is State.OPEN and c.holds_back()
     assert c.success(sent_at=10.5) is Release.ALL

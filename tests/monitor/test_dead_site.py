@@ -22,6 +22,7 @@ import pytest_twisted
 import scrapy
 from scrapy import signals as scrapy_signals
 from scrapy.utils.test import get_crawler
+from test_monitor import CatalogueSpider
 
 from scrapy_resilience import stats
 
@@ -114,25 +115,6 @@ def test_a_dead_site_is_aborted_with_a_checkpoint_and_resumed_once_back(
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert skus(feed) == {str(n) for n in range(1, ITEMS + 1)}  # nothing lost
     assert "Resum" in again.stdout + again.stderr
-
-
-class CatalogueSpider(scrapy.Spider):
-    """Walks ``pages`` catalogue pages and every product they link, dead links included."""
-
-    name = "catalogue"
-
-    async def start(self):
-        yield scrapy.Request(f"{self.base}/catalogue/page-1.html")
-
-    def parse(self, response):
-        for href in response.css("li.product a::attr(href)").getall():
-            yield response.follow(href, self.parse_product)
-        page = int(response.url.rsplit("-", 1)[1].split(".")[0])
-        if page < int(self.pages):
-            yield response.follow(response.css("li.next a::attr(href)").get(), self.parse)
-
-    def parse_product(self, response):
-        yield {"sku": response.css("span.sku::text").get()}
 
 
 class FlakySpider(scrapy.Spider):
