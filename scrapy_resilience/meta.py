@@ -10,8 +10,8 @@ from __future__ import annotations
 POLICY_KEY = "resilience_policy"  # the name of a RESILIENCE_RETRY_POLICIES policy
 RETRY_UNSAFE_KEY = "resilience_retry_unsafe"  # True: a non-idempotent method may be retried
 CORRELATION_ID_KEY = "resilience_correlation_id"  # shared by the FailureEvents of one request's attempts
-# The site's answer count when this request first failed: once the site has
-# answered others since, the request's failures are its own, not the site's.
+# When this request first failed (epoch): once the site has answered a request
+# sent after that, the request's failures are its own, not the site's.
 FAILED_SINCE_KEY = "resilience_failed_since"
 
 ID_KEY = "resilience_id"  # the request's id in the frontier ledger

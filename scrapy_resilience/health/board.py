@@ -15,8 +15,9 @@ all, retried ones included) and read by:
 
 Whose fault is a failure? A failed attempt is *evidence* against the site
 unless its request is known to fail on its own: a request is, once the site
-has answered some other request since this one's first failure (its mark,
-``meta.FAILED_SINCE_KEY``, is the circuit's answer count at that failure). So a
+has answered a request sent after this one first failed (its mark,
+``meta.FAILED_SINCE_KEY``, is the time of that failure; an answer's send time
+is its arrival less Scrapy's ``download_latency``). So a
 handful of URLs that always fail never open the circuit however often they
 are retried, while a site that dies fails fresh requests and their retries
 alike.
@@ -44,9 +45,10 @@ from scrapy_resilience.settings import RetryConfig
 logger = logging.getLogger(__name__)
 
 # Probes of a site that is down come at most this many base delays apart
-# (8 s by default): a 3-minute outage costs about 25 probes, and the crawl is
-# back to full speed within that long of the site's return.
-PROBE_CEILING = 8.0
+# (12 s by default): a 3-minute outage costs 17 probes (1, 2, 4, 8 s, then
+# every 12 s) besides the requests in flight when it began, and the crawl is
+# back to full speed within that long of the site's return (6 s on average).
+PROBE_CEILING = 12.0
 
 Observer = Callable[[str, int], None]
 
@@ -132,13 +134,13 @@ class SiteHealth:
         return circuit is not None and circuit.down and not self.suspect(request, circuit)
 
     def suspect(self, request: Request, circuit: Circuit | None = None) -> bool:
-        """Whether ``request`` is known to fail on its own (the site answered others since it failed)."""
+        """Whether ``request`` fails on its own (the site answered a request sent after its first failure)."""
         since = request.meta.get(FAILED_SINCE_KEY)
         if since is None:
             return False
         if circuit is None:
             circuit = self._circuits.get(self.slot(request))
-        return circuit is not None and circuit.successes > since
+        return circuit is not None and circuit.answered_sent_at > since
 
     def states(self) -> dict[str, str]:
         """Every slot that ever failed, with its state now."""
@@ -178,7 +180,7 @@ class SiteHealth:
                 self._inc(stats.HEALTH_PAUSES)
         evidence = not self.suspect(request, circuit)
         if FAILED_SINCE_KEY not in request.meta:
-            request.meta[FAILED_SINCE_KEY] = circuit.successes
+            request.meta[FAILED_SINCE_KEY] = now
         release = circuit.failure(now, evidence)
         if circuit.state is State.OPEN and was not in (State.OPEN, State.HALF_OPEN):
             self._slowed(

@@ -62,7 +62,7 @@ class Circuit:
     until: float = 0.0  # cooling: end of the pause; open: time of the next probe
     streak: int = 0  # failures in a row that are the site's fault
     opened_at: float = 0.0  # when the circuit last opened
-    successes: int = 0  # answers from the site so far (the board's "since" marks)
+    answered_sent_at: float = -math.inf  # the latest send time of a request the site answered
     failed_probes: int = 0  # probes failed in a row: the interval doubles with each
     confirmed: bool = False  # a probe failed since the circuit opened: the site is down for sure
     probe_sent_at: float | None = None  # half-open: when the probe went
@@ -94,14 +94,14 @@ class Circuit:
             return True
         return False
 
-    def success(self, sent_at: float = math.inf) -> Release:
+    def success(self, sent_at: float) -> Release:
         """The site answered (any status that is not a failure) a request sent at ``sent_at``.
 
         An answer to a request sent before the circuit opened (one in flight
         when the site went down) says nothing about the site now: it does not
         close the circuit.
         """
-        self.successes += 1
+        self.answered_sent_at = max(self.answered_sent_at, sent_at)
         if self.down and sent_at < self.opened_at:
             return Release.NOTHING
         self.streak = 0
@@ -116,9 +116,12 @@ class Circuit:
     def failure(self, now: float, evidence: bool) -> Release:
         """A failed attempt; ``evidence``: it is the site's fault, not this one URL's."""
         if self.state is State.HALF_OPEN and not evidence:
-            # A URL known to fail on its own says nothing: let another request probe.
+            # A URL known to fail on its own says nothing about the site: another
+            # request probes, after the same interval (never a burst of probes).
+            self.state = State.OPEN
+            self.until = now + self.interval()
             self.probe_sent_at = None
-            return Release.ONE
+            return Release.NOTHING
         if not evidence:
             return Release.NOTHING
         self.streak += 1

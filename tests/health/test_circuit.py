@@ -26,7 +26,7 @@ def test_trip_failures_in_a_row_open_the_circuit_and_an_answer_resets_the_count(
     c = circuit()
     for _ in range(TRIP - 1):
         c.failure(0.0, evidence=True)
-    c.success()
+    c.success(sent_at=0.0)
     for _ in range(TRIP - 1):
         c.failure(0.0, evidence=True)
     assert c.state is State.CLOSED
@@ -41,7 +41,7 @@ def test_failures_that_are_not_the_sites_fault_never_open_it(answers):
     c = circuit()
     for answered in answers:
         if answered:
-            c.success()
+            c.success(sent_at=0.0)
         else:
             c.failure(0.0, evidence=False)
     assert c.state is State.CLOSED
@@ -55,7 +55,7 @@ def test_one_probe_at_a_time_and_its_answer_releases_everything():
     assert c.admits(11.0)  # the probe
     assert c.state is State.HALF_OPEN
     assert not c.admits(11.1)  # only one
-    assert c.success() is Release.ALL
+    assert c.success(sent_at=11.0) is Release.ALL
     assert c.state is State.CLOSED
     assert c.admits(11.2)
 
@@ -85,14 +85,15 @@ def test_a_lost_probe_is_replaced_after_the_probe_timeout():
     assert c.admits(21.0)
 
 
-def test_a_probe_of_a_url_that_fails_on_its_own_lets_another_probe():
-    """A failed probe that says nothing about the site (a known-bad URL) frees the probe's place."""
+def test_a_probe_of_a_url_that_fails_on_its_own_lets_another_probe_after_the_interval():
+    """A failed probe that says nothing about the site (a known-bad URL): another probes, one interval later."""
     c = opened()
     c.tick(1.0)
     assert c.admits(1.0)
-    assert c.failure(1.5, evidence=False) is Release.ONE
-    assert c.state is State.HALF_OPEN
-    assert c.admits(1.6)
+    assert c.failure(1.5, evidence=False) is Release.NOTHING
+    assert not c.confirmed and c.state is State.OPEN
+    assert c.next_check() == 2.5
+    assert c.tick(2.5) is Release.ONE and c.admits(2.5)
 
 
 def test_retry_after_pauses_until_that_moment_once_then_the_circuit_closes():
