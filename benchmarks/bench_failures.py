@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from retry_bench_common import start_site
@@ -176,7 +175,8 @@ def child(site_url: str, settings: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        # scrapy_resilience comes from PYTHONPATH (or the installed package), so that
+        # PYTHONPATH=/path/to/another/checkout measures that one.
         child(sys.argv[2], json.loads(sys.argv[3]))
     else:
         main()

@@ -61,6 +61,7 @@ class Circuit:
     state: State = State.CLOSED
     until: float = 0.0  # cooling: end of the pause; open: time of the next probe
     streak: int = 0  # failures in a row that are the site's fault
+    streak_began: float = 0.0  # when the first of them failed
     opened_at: float = 0.0  # when the circuit last opened
     answered_sent_at: float = -math.inf  # the latest send time of a request the site answered
     failed_probes: int = 0  # probes failed in a row: the interval doubles with each
@@ -99,10 +100,15 @@ class Circuit:
 
         An answer to a request sent before the circuit opened (one in flight
         when the site went down) says nothing about the site now: it does not
-        close the circuit.
+        close the circuit (nor, half way to opening, break the run of failures).
         """
         self.answered_sent_at = max(self.answered_sent_at, sent_at)
         if self.down and sent_at < self.opened_at:
+            return Release.NOTHING
+        if self.streak >= TRIP // 2 and sent_at < self.streak_began:
+            # Half way to opening, pages sent before the run began (in flight
+            # when the site went down) no longer break it: they would let a
+            # burst of requests fail before the circuit opens.
             return Release.NOTHING
         self.streak = 0
         if self.down:
@@ -125,6 +131,8 @@ class Circuit:
         if not evidence:
             return Release.NOTHING
         self.streak += 1
+        if self.streak == 1:
+            self.streak_began = now
         if self.state is State.HALF_OPEN:
             self.failed_probes += 1
             self.confirmed = True

@@ -125,3 +125,17 @@ def test_an_answer_to_a_request_sent_before_the_circuit_opened_does_not_close_it
     assert c.state is State.OPEN and c.holds_back()
     assert c.success(sent_at=10.5) is Release.ALL
     assert not c.holds_back()
+
+
+def test_half_way_to_opening_answers_sent_before_the_run_do_not_break_it():
+    """Pages in flight when the site went down answer late: past TRIP/2 failures they no longer reset the run."""
+    c = circuit()
+    c.failure(10.0, evidence=True)
+    c.success(sent_at=9.9)  # early in the run: it still resets
+    assert c.streak == 0
+    for _ in range(TRIP // 2):
+        c.failure(10.1, evidence=True)
+    c.success(sent_at=10.0)  # sent before the run began
+    assert c.streak == TRIP // 2
+    c.success(sent_at=10.2)  # sent during the run: the site answers
+    assert c.streak == 0
