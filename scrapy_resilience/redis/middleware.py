@@ -10,7 +10,7 @@ from scrapy.http import Response
 
 from scrapy_resilience import settings as resilience_settings
 from scrapy_resilience.exceptions import RequestAfterAbort
-from scrapy_resilience.monitor.judge import is_failure
+from scrapy_resilience.health import is_failure
 from scrapy_resilience.redis.scheduler import LeasedScheduler, scheduler_of
 
 LEASE_KEEPER_ORDER = 11  # next to the frontier ledger's middleware (10): every refused request passes it

@@ -13,8 +13,8 @@ job crawls on.
 
 Per-domain pauses (a Retry-After seen by one worker) would travel the same
 way: a record written here when the retry layer pauses a domain, read with the
-status, applied through the retry layer's cooldown; that needs the site-health
-model of the failure-handling issue and is not built yet.
+status, applied through the site health (`health.SiteHealth`); that is not built
+yet.
 """
 
 from __future__ import annotations
