@@ -134,7 +134,7 @@ class RetryMiddleware:
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
         if isinstance(exception, IgnoreRequest):
             return None
-        # A browser that died under the request says nothing about the site: not an outcome of it.
+        # A browser that died under the request says nothing about the site.
         if not testing.is_testing() and not isinstance(exception, BrowserDisconnectedError):
             self.health.outcome(request, exception)
         verdict = classify(exception, self.classifier)
