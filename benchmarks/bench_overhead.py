@@ -56,7 +56,8 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
 
         def parse(self, response: Response, **kwargs: Any) -> Any:
             figures["callback_started"] = time.perf_counter()
-            yield Request(site + "/fault/hang", dont_filter=True)  # holds the only download slot
+            # First out of the scheduler (it is LIFO otherwise): holds the only download slot.
+            yield Request(site + "/fault/hang", dont_filter=True, priority=1)
             for i in range(size):
                 yield Request(f"{site}/product/{i}.html?g={i}", callback=self.parse_product)
 

@@ -94,7 +94,7 @@ def test_a_new_run_clears_in_flight() -> None:
 def test_journal_writer_appends_in_order_and_rotates(tmp_path: Path) -> None:
     """Lines reach the segment in order; rotate seals it and opens the next; files are owner-only."""
     writer = JournalWriter(tmp_path / "journal", 7)
-    writer.write(['{"a":"1"}', '{"d":"1"}']).result(timeout=10)
+    writer.write(['{"a":"1"}', '{"d":"1"}'])
     assert writer.rotate().result(timeout=10) == 7
     writer.write(['{"f":"00"}'])
     writer.close()
