@@ -210,6 +210,14 @@ def _plain_fields(request: Request, spider: Spider | None) -> dict[str, Any] | N
     return fields
 
 
+def _header(value: Any) -> Any:
+    # Headers hold bytes, and turn text back into bytes as UTF-8: ASCII (nearly
+    # every header: a Referer in every followed link) is stored as plain text.
+    if isinstance(value, bytes) and value.isascii():
+        return value.decode("ascii")
+    return _encode(value)
+
+
 def encode_request(request: Request, spider: Spider | None) -> dict[str, Any]:
     """The JSON-ready dict of ``request``; raises UnserializableRequestError."""
     raw = _plain_fields(request, spider) if type(request) is Request else None
@@ -231,7 +239,7 @@ def encode_request(request: Request, spider: Spider | None) -> dict[str, Any]:
                     ) from None
             encoded[field] = out
         elif field == "headers":
-            encoded[field] = [[_encode(name), [_encode(v) for v in values]] for name, values in value.items()]
+            encoded[field] = [[_header(name), [_header(v) for v in values]] for name, values in value.items()]
         else:
             try:
                 encoded[field] = _encode(value)
