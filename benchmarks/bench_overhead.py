@@ -8,14 +8,18 @@
   rounds in fresh processes. Prints each round's pages per second
   (``response_received_count / elapsed_time_seconds``), the median of the
   per-round ratios with their spread, and the CPU time per page (the
-  process's, imports included) ours minus Scrapy's.
+  process's, imports included) ours minus Scrapy's; then the CPU of start-up
+  and shutdown alone (the same crawl closed after its first page,
+  ``--startup-rounds`` alternating rounds), to say how much of the difference
+  per page is paid once per crawl.
 - **A big frontier.** One callback yields ``--frontier`` requests (200,000 by
   default) at once; the time from the callback's start until the scheduler
   holds them all, and the process's peak RSS, with the add-on and checkpoints
   against plain Scrapy (the first child hangs in the only download slot: the
   others stay pending).
 
-    python benchmarks/bench_overhead.py [--rounds 5] [--products 5000] [--frontier 200000] [--frontier-rounds 1]
+    python benchmarks/bench_overhead.py [--rounds 5] [--products 5000] [--startup-rounds 3]
+        [--frontier 200000] [--frontier-rounds 1]
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
 
     class FrontierSpider(Spider):
         name = "frontier"
-        start_urls = [site + "/catalogue/page-1.html"]
+        start_urls = [site + "/catalogue/page-1.html"]  # noqa: RUF012 (Scrapy's own convention)
 
         def parse(self, response: Response, **kwargs: Any) -> Any:
             figures["callback_started"], figures["cpu_started"] = time.perf_counter(), time.process_time()
@@ -108,19 +112,22 @@ def frontier_run(variant: str, site: str, size: int, tmp: Path) -> dict[str, Any
 
 
 def spread(values: list[float], digits: int = 3) -> str:
-    return f"{statistics.median(values):.{digits}f} (rounds {min(values):.{digits}f}–{max(values):.{digits}f})"
+    return f"{statistics.median(values):.{digits}f} (rounds {min(values):.{digits}f} to {max(values):.{digits}f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--products", type=int, default=5000)
+    parser.add_argument("--startup-rounds", type=int, default=3)
     parser.add_argument("--frontier", type=int, default=200_000)
     parser.add_argument("--frontier-rounds", type=int, default=1)
     args = parser.parse_args()
     site = start_site("--products", str(args.products), "--dead-links", "0")
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     cpu_us: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    responses_of: list[int] = []
+    startup_cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     frontier: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -129,10 +136,15 @@ def main() -> None:
                 for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
                     stats, _, _, cpu = catalogue_crawl(site.url, variant_settings(variant, Path(tmp)), Path(tmp))
                     responses = int(stats["response_received_count"])
+                    responses_of.append(responses)
                     rates[variant].append(responses / float(stats["elapsed_time_seconds"]))
                     cpu_us[variant].append(cpu / responses * 1e6)
                     print(f"round {round_number + 1} {variant:<11} {rates[variant][-1]:6.1f} pages/s, "
                           f"{cpu_us[variant][-1]:6.0f} µs CPU per page ({responses} responses)", flush=True)
+            for round_number in range(args.startup_rounds):
+                for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
+                    one_page = [*variant_settings(variant, Path(tmp)), "-s", "CLOSESPIDER_PAGECOUNT=1"]
+                    startup_cpu[variant].append(catalogue_crawl(site.url, one_page, Path(tmp))[3])
             for round_number in range(args.frontier_rounds):
                 for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
                     frontier[variant].append(frontier_run(variant, site.url, args.frontier, Path(tmp)))
@@ -150,6 +162,12 @@ def main() -> None:
               f"ours {statistics.median(rates['checkpoints']):.1f}")
         print(f"CPU per page, ours minus Scrapy's: {spread(extra, 0)} µs "
               f"(Scrapy {statistics.median(cpu_us['plain']):.0f} µs)")
+    if args.rounds and args.startup_rounds:
+        once = statistics.median(startup_cpu["checkpoints"]) - statistics.median(startup_cpu["plain"])
+        pages = statistics.median(responses_of)
+        print(f"  of which start-up and shutdown: {once * 1000:+.0f} ms CPU once per crawl "
+              f"(Scrapy {statistics.median(startup_cpu['plain']) * 1000:.0f} ms), {once / pages * 1e6:+.0f} µs per "
+              f"page of this crawl; the rest, {statistics.median(extra) - once / pages * 1e6:+.0f} µs, per page")
     if args.frontier_rounds:
         for key, label in (("schedule_s", "time to schedule"), ("schedule_cpu_s", "CPU time to schedule"),
                            ("peak_rss_mb", "peak RSS")):

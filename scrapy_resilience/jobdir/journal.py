@@ -15,12 +15,13 @@ segment file ``DIR/journal/segment-00000042.jsonl``:
 
 Lines are appended in the order the changes happened, by the reactor thread
 straight into the page cache (no fsync: the page cache survives a SIGKILL, and
-the checkpoint fsyncs what it seals, in a worker thread), so any prefix of the journal is a state the crawl really went through;
-a kill loses at most the unflushed tail and tears at most the last line, which
-the replay skips. A checkpoint *seals* the current segment (rotation) and
-stores sealed segments as delta sidecars; now and then the deltas are
-compacted into a base (pending requests and fingerprints only). Resume replays
-base + deltas + the segments written after the checkpoint.
+the checkpoint fsyncs what it seals, in a worker thread), so any prefix of the
+journal is a state the crawl really went through; a kill loses at most the
+unflushed tail and tears at most the last line, which the replay skips. A
+checkpoint *seals* the current segment (rotation) and stores sealed segments
+as delta sidecars; now and then the deltas are compacted into a base (pending
+requests and fingerprints only). Resume replays base + deltas + the segments
+written after the checkpoint.
 """
 
 from __future__ import annotations
