@@ -190,21 +190,23 @@ def run_child(mode: str, site: str, size: int, job: str) -> dict[str, Any]:
 # -- throughput ------------------------------------------------------------------------
 
 
-def crawl_rate(site_url: str, variant: str, tmp: Path) -> tuple[float, float, float]:
-    """(pages per second of crawl, per second of the whole process, per CPU second) of one catalogue crawl.
-
-    "Of crawl" is Scrapy's own ``elapsed_time_seconds`` (spider opened to
-    closed: loading the job and the final checkpoint included, interpreter and
-    import start-up not); the process's wall clock counts those too.
-    """
-    settings = {
+def variant_settings(variant: str, tmp: Path) -> list[str]:
+    """The ``-s`` arguments of a variant: plain Scrapy, the add-on, the add-on with checkpoints (fresh job)."""
+    return {
         "plain": ["-s", "ADDONS={}"],
         "add-on": [],  # retry and monitor, no checkpoints: separates the checkpoints' own cost
         "checkpoints": ["-s", f"RESILIENCE_CHECKPOINT_DIR={tmp / variant / str(time.monotonic_ns())}",
                         "-s", "RESILIENCE_CHECKPOINT_INTERVAL=5"],
     }[variant]
-    feed = tmp / f"{variant}-{time.monotonic_ns()}.jsonl"
-    stats_file = tmp / f"{variant}-{time.monotonic_ns()}-stats.json"
+
+
+def catalogue_crawl(site_url: str, settings: list[str], tmp: Path) -> tuple[dict[str, Any], int, float, float]:
+    """One catalogue crawl of example_project with ``-s`` ``settings``: (final stats, items, wall, CPU seconds).
+
+    Wall and CPU time are the process's own (interpreter and imports included).
+    """
+    name = str(time.monotonic_ns())
+    feed, stats_file = tmp / f"{name}.jsonl", tmp / f"{name}-stats.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "scrapy", "crawl", "catalogue", "-s", "LOG_LEVEL=WARNING",
@@ -214,9 +216,18 @@ def crawl_rate(site_url: str, variant: str, tmp: Path) -> tuple[float, float, fl
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    pages = len(feed.read_text().splitlines())
-    crawl_seconds = float(json.loads(stats_file.read_text())["elapsed_time_seconds"])
-    return pages / crawl_seconds, pages / elapsed, pages / cpu
+    return json.loads(stats_file.read_text()), len(feed.read_text().splitlines()), elapsed, cpu
+
+
+def crawl_rate(site_url: str, variant: str, tmp: Path) -> tuple[float, float, float]:
+    """(pages per second of crawl, per second of the whole process, per CPU second) of one catalogue crawl.
+
+    "Of crawl" is Scrapy's own ``elapsed_time_seconds`` (spider opened to
+    closed: loading the job and the final checkpoint included, interpreter and
+    import start-up not); the process's wall clock counts those too.
+    """
+    stats, pages, elapsed, cpu = catalogue_crawl(site_url, variant_settings(variant, tmp), tmp)
+    return pages / float(stats["elapsed_time_seconds"]), pages / elapsed, pages / cpu
 
 
 def main() -> None:

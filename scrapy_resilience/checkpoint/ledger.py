@@ -105,7 +105,7 @@ class Ledger:
         self._lines.append(dumps(record))
 
     def flush(self) -> None:
-        """Hand the buffered lines to the writer thread (no I/O here)."""
+        """Append the buffered lines to the journal (the page cache: microseconds, see ``JournalWriter``)."""
         self._add_awaiting()
         if self.writer is None or not self._lines:
             return

@@ -92,7 +92,6 @@ class SessionsExtension:
         # Connected before the checkpoint extension's own handler (this
         # extension is loaded first), so the state is registered before it restores.
         crawler.signals.connect(self._spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(self._request_reached_downloader, signal=signals.request_reached_downloader)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> SessionsExtension:
@@ -102,6 +101,9 @@ class SessionsExtension:
         checkpoint = self.crawler.get_extension(CheckpointExtension)
         if checkpoint is not None:
             checkpoint.register_state(STATE_NAME, self._save, self._restore)
+        if browsers.loaded():  # the engine has built its download handlers by now
+            # Only crawls with browsers pay for a handler on every request (a few µs each).
+            self.crawler.signals.connect(self._request_reached_downloader, signal=signals.request_reached_downloader)
 
     def _request_reached_downloader(self, request: Request, spider: Any) -> None:
         # scrapy-playwright keeps no record of how a context was made: note it

@@ -68,6 +68,22 @@ def test_callbacks_are_named_like_scrapy_names_them() -> None:
     assert codec.loads(text, spider).to_dict(spider=spider) == request.to_dict(spider=spider)
 
 
+def test_plain_request_line_holds_only_what_differs_from_the_defaults() -> None:
+    """A plain Request is stored as its URL, callback and meta; the defaults come back from Request()."""
+    spider = ShopSpider()
+    request = Request("http://127.0.0.1/p/1.html", callback=spider.parse_item, meta={"depth": 1})
+    assert json.loads(codec.dumps(request, spider)) == {
+        "url": "http://127.0.0.1/p/1.html", "callback": "parse_item", "meta": {"depth": 1}}
+    assert round_trip(request, spider).to_dict(spider=spider) == request.to_dict(spider=spider)
+    # Header bytes are stored as text when ASCII, tagged otherwise; both come back as the same bytes.
+    headed = Request("http://127.0.0.1/", headers={"Referer": "http://127.0.0.1/list", "X-Raw": b"\xe9"})
+    assert json.loads(codec.dumps(headed, None))["headers"][0] == ["Referer", ["http://127.0.0.1/list"]]
+    assert round_trip(headed).headers == headed.headers
+    # A value of the default's type only counts as the default: priority False is not priority 0.
+    odd = Request("http://127.0.0.1/", priority=False, dont_filter=0)  # type: ignore[arg-type]
+    assert set(json.loads(codec.dumps(odd, None))) == {"url", "priority", "dont_filter"}
+
+
 def test_request_subclass_round_trips() -> None:
     """A FormRequest comes back as a FormRequest with its body."""
     request = FormRequest("http://127.0.0.1/login", formdata={"user": "u"})

@@ -16,7 +16,7 @@ from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
 from scrapy_resilience.checkpoint.ledger import flush_feeds, in_progress
-from scrapy_resilience.checkpoint.sealing import Sealer
+from scrapy_resilience.checkpoint.sealing import COMPACT_MIN_BYTES, Sealer
 from scrapy_resilience.jobdir.journal import (
     JournalWriter,
     Replay,
@@ -94,7 +94,7 @@ def test_a_new_run_clears_in_flight() -> None:
 def test_journal_writer_appends_in_order_and_rotates(tmp_path: Path) -> None:
     """Lines reach the segment in order; rotate seals it and opens the next; files are owner-only."""
     writer = JournalWriter(tmp_path / "journal", 7)
-    writer.write(['{"a":"1"}', '{"d":"1"}']).result(timeout=10)
+    writer.write(['{"a":"1"}', '{"d":"1"}'])
     assert writer.rotate().result(timeout=10) == 7
     writer.write(['{"f":"00"}'])
     writer.close()
@@ -169,3 +169,25 @@ def test_many_deltas_merge_and_load_the_same(tmp_path: Path) -> None:
     job = load_job(sealer.store, journal, poison_limit=3)
     assert set(job.replay.pending) == {f"1.{n}" for n in range(1, 34, 2)}  # each odd segment finished the one before
     assert len(job.replay.seen) == 33 and job.replay.torn == 0
+
+
+def test_deltas_compact_once_they_end_requests(tmp_path: Path) -> None:
+    """Deltas that only add requests stay deltas (a base would be as big); once they end them, they compact."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    count = 80_000  # over COMPACT_MIN_BYTES of "a" lines
+    added = [dumps({"a": f"1.{n}", "r": {"url": f"http://127.0.0.1/product/{n}.html?page={n}"}}) for n in range(count)]
+    segment_path(journal, 1).write_text("\n".join(added) + "\n")
+    assert segment_path(journal, 1).stat().st_size > COMPACT_MIN_BYTES
+    sealer = Sealer(tmp_path, job_id="j", retention=3, compress=False)
+    state = {"spider_state": {}, "stats": {}, "requests_done": 0, "processing_time": 1.0, "journal_upto": 1}
+    progress = {"total_count": 0, "current_item": "", "completed_items": [], "completion_percentage": 0.0}
+    sealer.seal(fds=[], sealed=1, job_state=state, browser_state={}, progress=progress, errors=[], snapshot=None)
+    assert list(sealer.chain) == ["delta-00000001"]
+    ended = [dumps({"d": f"1.{n}"}) for n in range(count // 2)]
+    segment_path(journal, 2).write_text("\n".join(ended) + "\n")
+    sealer.seal(fds=[], sealed=2, job_state={**state, "journal_upto": 2}, browser_state={}, progress=progress,
+                errors=[], snapshot=None)
+    assert list(sealer.chain) == ["base"]
+    job = load_job(sealer.store, journal, poison_limit=3)
+    assert set(job.replay.pending) == {f"1.{n}" for n in range(count // 2, count)}

@@ -204,3 +204,16 @@ def test_sample_tree_counts_open_connections():
         with accepted:
             during = resources.sample_tree(os.getpid()).connections
     assert during >= before + 3  # listener, client end, accepted end
+
+
+def test_sample_tree_counts_a_childs_connections():
+    """A listening socket of a child process counts too (a tree is read in one system-wide pass)."""
+    code = "import socket, sys; s = socket.create_server(('127.0.0.1', 0)); print('up', flush=True); sys.stdin.read()"
+    before = resources.sample_tree(os.getpid())
+    argv = [sys.executable, "-c", code]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None and child.stdout.readline() == "up\n"
+        during = resources.sample_tree(os.getpid())
+        assert child.stdin is not None
+        child.stdin.close()
+    assert during.process_count == before.process_count + 1 and during.connections >= before.connections + 1

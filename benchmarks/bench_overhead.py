@@ -1,0 +1,203 @@
+"""What the add-on costs a CPU-bound crawl, and a callback that builds a big frontier, against plain Scrapy.
+
+- **Throughput.** example_project's catalogue crawl of a local demo site with
+  no latency (``FAST_SITE``) and no faults (``--products`` item pages, 5,000 by default, plus
+  their list pages): the crawl is CPU-bound, so every microsecond of ours
+  per request shows. With the add-on and checkpoints every 5 s (a fresh job
+  directory each run) against the same crawl without the add-on, alternating
+  rounds in fresh processes. Prints each round's pages per second
+  (``response_received_count / elapsed_time_seconds``), the median of the
+  per-round ratios with their spread, and the CPU time per page (the
+  process's, imports included) ours minus Scrapy's; then the CPU of start-up
+  and shutdown alone (the same crawl closed after its first page,
+  ``--startup-rounds`` alternating rounds), to say how much of the difference
+  per page is paid once per crawl.
+- **A big frontier.** One callback yields ``--frontier`` requests (200,000 by
+  default) at once; the time from the callback's start until the scheduler
+  holds them all, and the process's peak RSS, with the add-on and checkpoints
+  against plain Scrapy (the first child hangs in the only download slot: the
+  others stay pending).
+
+    python benchmarks/bench_overhead.py [--rounds 5] [--products 5000] [--startup-rounds 3]
+        [--frontier 200000] [--frontier-rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_checkpoint import catalogue_crawl, variant_settings
+
+REPO = Path(__file__).resolve().parent.parent
+VARIANTS = ("plain", "checkpoints")
+# The demo site with TCP_NODELAY: it sends headers and body as two writes, and
+# with Nagle's algorithm each body waits for the crawler's delayed ACK (40 ms),
+# which caps a crawl at about 200 pages/s, far from CPU-bound. Set here only:
+# the test suite's timings are left as they are.
+FAST_SITE = "import sys, demosite; demosite.Handler.disable_nagle_algorithm = True; demosite.main(sys.argv[1:])"
+
+
+def start_fast_site(*args: str) -> Any:
+    sys.path.insert(0, str(REPO / "example_project"))
+    from demosite_client import DemoSite
+
+    process = subprocess.Popen([sys.executable, "-c", FAST_SITE, "--port", "0", *args], cwd=REPO / "example_project",
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()  # LISTENING URL, or nothing if the site died
+    if not line.startswith("LISTENING "):
+        process.kill()
+        raise RuntimeError(f"the demo site did not start: {line!r}")
+    return DemoSite(process, line.split()[1])
+
+
+# -- a big frontier, in a child process --------------------------------------------
+
+
+def frontier_child(variant: str, site: str, size: int, job: str) -> None:
+    from scrapy import Request, Spider, signals
+    from scrapy.crawler import CrawlerProcess
+    from scrapy.http import Response
+    from scrapy.utils.asyncio import sleep
+    from scrapy.utils.defer import deferred_from_coro
+
+    figures: dict[str, Any] = {"variant": variant}
+
+    class FrontierSpider(Spider):
+        name = "frontier"
+        start_urls = [site + "/catalogue/page-1.html"]  # noqa: RUF012 (Scrapy's own convention)
+
+        def parse(self, response: Response, **kwargs: Any) -> Any:
+            figures["callback_started"], figures["cpu_started"] = time.perf_counter(), time.process_time()
+            # First out of the scheduler (it is LIFO otherwise): holds the only download slot.
+            yield Request(site + "/fault/hang", dont_filter=True, priority=1)
+            for i in range(size):
+                yield Request(f"{site}/product/{i}.html?g={i}", callback=self.parse_product)
+
+        def parse_product(self, response: Response) -> Any:
+            raise AssertionError("never downloaded: the frontier stays pending")
+
+    settings: dict[str, Any] = {
+        # The list page, then a hanging page in the only download slot: the frontier stays pending.
+        "CONCURRENT_REQUESTS": 1, "DOWNLOAD_TIMEOUT": 3600, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False,
+        "ROBOTSTXT_OBEY": False,
+    }
+    if variant == "checkpoints":
+        settings |= {"ADDONS": {"scrapy_resilience.Addon": 500}, "RESILIENCE_CHECKPOINT_DIR": job,
+                     "RESILIENCE_CHECKPOINT_INTERVAL": 5}
+    process = CrawlerProcess(settings)
+    crawler = process.create_crawler(FrontierSpider)
+
+    async def measure() -> None:
+        # The list page, the hanging page, then the whole frontier.
+        while crawler.stats.get_value("scheduler/enqueued", 0) < size + 2:
+            await sleep(0.01)
+        figures["schedule_s"] = time.perf_counter() - figures.pop("callback_started")
+        figures["schedule_cpu_s"] = time.process_time() - figures.pop("cpu_started")  # every thread's
+        figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        print("FIGURES " + json.dumps(figures), flush=True)
+        os._exit(0)
+
+    def engine_started() -> None:
+        deferred_from_coro(measure())  # not awaited: the engine's start waits for its handlers
+
+    crawler.signals.connect(engine_started, signal=signals.engine_started)
+    process.crawl(crawler)
+    process.start()
+
+
+def frontier_run(variant: str, site: str, size: int, tmp: Path) -> dict[str, Any]:
+    job = str(tmp / f"frontier-{time.monotonic_ns()}")
+    output = subprocess.run([sys.executable, __file__, "--child", variant, site, str(size), job],
+                            capture_output=True, text=True, check=False, timeout=3600,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    for line in output.stdout.splitlines():
+        if line.startswith("FIGURES "):
+            return json.loads(line[8:])
+    raise RuntimeError(f"{variant} frontier child failed:\n{output.stdout[-2000:]}\n{output.stderr[-4000:]}")
+
+
+# -- report ------------------------------------------------------------------------
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    return f"{statistics.median(values):.{digits}f} (rounds {min(values):.{digits}f} to {max(values):.{digits}f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--products", type=int, default=5000)
+    parser.add_argument("--startup-rounds", type=int, default=3)
+    parser.add_argument("--frontier", type=int, default=200_000)
+    parser.add_argument("--frontier-rounds", type=int, default=1)
+    args = parser.parse_args()
+    site = start_fast_site("--products", str(args.products), "--dead-links", "0")
+    rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    cpu_us: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    responses_of: list[int] = []
+    startup_cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    frontier: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for round_number in range(args.rounds):
+                # Alternating: a drift of the shared machine's load hits both variants alike.
+                for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
+                    stats, _, _, cpu = catalogue_crawl(site.url, variant_settings(variant, Path(tmp)), Path(tmp))
+                    responses = int(stats["response_received_count"])
+                    responses_of.append(responses)
+                    rates[variant].append(responses / float(stats["elapsed_time_seconds"]))
+                    cpu_us[variant].append(cpu / responses * 1e6)
+                    print(f"round {round_number + 1} {variant:<11} {rates[variant][-1]:6.1f} pages/s, "
+                          f"{cpu_us[variant][-1]:6.0f} µs CPU per page ({responses} responses)", flush=True)
+            for round_number in range(args.startup_rounds):
+                for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
+                    one_page = [*variant_settings(variant, Path(tmp)), "-s", "CLOSESPIDER_PAGECOUNT=1"]
+                    startup_cpu[variant].append(catalogue_crawl(site.url, one_page, Path(tmp))[3])
+            for round_number in range(args.frontier_rounds):
+                for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
+                    frontier[variant].append(frontier_run(variant, site.url, args.frontier, Path(tmp)))
+                    figures = frontier[variant][-1]
+                    print(f"frontier {round_number + 1} {variant:<11} {figures['schedule_s']:6.2f} s to schedule "
+                          f"{args.frontier:,} ({figures['schedule_cpu_s']:.2f} s CPU), peak RSS "
+                          f"{figures['peak_rss_mb']:,.0f} MB", flush=True)
+    finally:
+        site.stop()
+    if args.rounds:
+        ratios = [ours / plain for ours, plain in zip(rates["checkpoints"], rates["plain"], strict=True)]
+        extra = [ours - plain for ours, plain in zip(cpu_us["checkpoints"], cpu_us["plain"], strict=True)]
+        print(f"throughput with checkpoints every 5 s / plain Scrapy: {spread(ratios)} (goal >= 0.97); "
+              f"plain {statistics.median(rates['plain']):.1f} pages/s, "
+              f"ours {statistics.median(rates['checkpoints']):.1f}")
+        print(f"CPU per page, ours minus Scrapy's: {spread(extra, 0)} µs "
+              f"(Scrapy {statistics.median(cpu_us['plain']):.0f} µs)")
+    if args.rounds and args.startup_rounds:
+        once = statistics.median(startup_cpu["checkpoints"]) - statistics.median(startup_cpu["plain"])
+        pages = statistics.median(responses_of)
+        print(f"  of which start-up and shutdown: {once * 1000:+.0f} ms CPU once per crawl "
+              f"(Scrapy {statistics.median(startup_cpu['plain']) * 1000:.0f} ms), {once / pages * 1e6:+.0f} µs per "
+              f"page of this crawl; the rest, {statistics.median(extra) - once / pages * 1e6:+.0f} µs, per page")
+    if args.frontier_rounds:
+        for key, label in (("schedule_s", "time to schedule"), ("schedule_cpu_s", "CPU time to schedule"),
+                           ("peak_rss_mb", "peak RSS")):
+            ratios = [o[key] / p[key] for o, p in zip(frontier["checkpoints"], frontier["plain"], strict=True)]
+            print(f"{args.frontier:,} requests from one callback, {label} ours / Scrapy's: {spread(ratios)} "
+                  f"(goal <= 1.10); plain {statistics.median(p[key] for p in frontier['plain']):,.1f}, "
+                  f"ours {statistics.median(o[key] for o in frontier['checkpoints']):,.1f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        frontier_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    else:
+        main()
