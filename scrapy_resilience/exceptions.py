@@ -47,6 +47,14 @@ class BrowserDisconnectedError(ResilienceError):
     """
 
 
+class SiteDownError(ResilienceError):
+    """A request taken back, unsent, from its download slot's queue because its site paused or went down.
+
+    The retry middleware parks it to wait for the site, its attempts unspent;
+    it is neither a failure of the site nor an attempt.
+    """
+
+
 class JobLockedError(ResilienceError):
     """The job directory is in use by another crawl (it holds ``DIR/lock``)."""
 

@@ -17,6 +17,7 @@ COOLDOWN_DOMAINS = "resilience/cooldown/domains"  # domains slowed down (paused 
 HEALTH_PAUSES = "resilience/health/paused"  # Retry-After pauses of a domain
 HEALTH_OPENED = "resilience/health/opened"  # times a domain was judged down (its circuit opened)
 HEALTH_PROBES = "resilience/health/probes"  # requests sent as probes of a domain that was down
+HEALTH_TAKEN_BACK = "resilience/health/taken_back"  # queued requests taken back, unsent, when their domain paused
 HEALTH_WAITING = "resilience/health/waiting"  # requests waiting for their domain right now
 
 

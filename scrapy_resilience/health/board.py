@@ -41,7 +41,9 @@ from scrapy.http import Response
 from scrapy.utils.asyncio import CallLaterResult, call_later
 
 from scrapy_resilience import stats
+from scrapy_resilience.exceptions import SiteDownError
 from scrapy_resilience.health.circuit import Circuit, Release, State
+from scrapy_resilience.health.slotqueue import fail_queued
 from scrapy_resilience.meta import FAILED_SINCE_KEY
 from scrapy_resilience.settings import RetryConfig
 
@@ -195,6 +197,7 @@ class SiteHealth:
                 slot, was, "%(slot)s is down: its requests wait, probed every %(delay).0fs at most", self.probe_max
             )
             self._inc(stats.HEALTH_OPENED)
+            self._take_back_queued(slot)
         if was is State.HALF_OPEN and circuit.state is State.OPEN and self.parking is not None:
             # A failed probe confirms the outage: the turn of every request waiting for the site failed.
             self._notify(slot, self.parking.parked(slot) + 1)  # the probe itself waits again too
@@ -218,6 +221,17 @@ class SiteHealth:
         if circuit.state is State.COOLING and circuit.until > now:
             self._slowed(slot, was, "Pausing %(slot)s for %(delay).2fs (%(source)s)", circuit.until - now, source)
             self._inc(stats.HEALTH_PAUSES)
+            self._take_back_queued(slot)
+
+    def _take_back_queued(self, slot: str) -> None:
+        # Requests already past the middlewares wait in the slot's queue for a
+        # transfer or the slot's delay: sent now, each would break the pause or
+        # fail against the dead site. They go back (SiteDownError, parked by the
+        # retry middleware) to wait with the others.
+        engine = self.crawler.engine
+        queued = engine.downloader.slots.get(slot) if engine is not None else None
+        if queued is not None and (taken := fail_queued(queued, SiteDownError)):
+            self._inc(stats.HEALTH_TAKEN_BACK, taken)
 
     # -- timers and releases ------------------------------------------------------------
 
@@ -255,9 +269,9 @@ class SiteHealth:
         for observer in self._observers:
             observer(slot, count)
 
-    def _inc(self, key: str) -> None:
+    def _inc(self, key: str, count: int = 1) -> None:
         if self.crawler.stats is not None:
-            self.crawler.stats.inc_value(key)
+            self.crawler.stats.inc_value(key, count)
 
     def _spider_closed(self) -> None:
         for timer in self._timers.values():

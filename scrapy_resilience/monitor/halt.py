@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from scrapy.utils.defer import deferred_from_coro
-from twisted.python.failure import Failure
+
+from scrapy_resilience.health.slotqueue import fail_queued
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +30,10 @@ logger = logging.getLogger(__name__)
 def fail_queued_requests(downloader: Any, exception: Callable[[], Exception]) -> int:
     """Fail every request waiting in a download slot's queue with ``exception()``; how many.
 
-    The only touch of Scrapy 2.19 internals here: ``Downloader.slots[key].queue``
-    holds ``(request, deferred)`` pairs appended by ``Downloader._enqueue_request``,
-    which awaits the deferred (``_process_queue`` pops a pair when it starts the
-    transfer and fires the deferred with the response). Popping the pair and
-    erring its deferred back makes the request leave as if the download had
-    failed before the wire: ``_enqueue_request`` takes it out of ``slot.active``,
-    ``Downloader.fetch`` out of ``Downloader.active``, and the exception goes
-    through every middleware's ``process_exception`` (the frontier keeps a
-    ``RequestAfterAbort`` pending). ``slot.transferring`` and ``slot.lastseen``
-    are untouched: nothing was sent; a pending delay timer finds an empty queue.
+    The queues are emptied by ``health/slotqueue.fail_queued``, which says how;
+    the frontier keeps a ``RequestAfterAbort`` pending.
     """
-    failed = 0
-    for slot in downloader.slots.values():
-        while slot.queue:
-            _request, deferred = slot.queue.popleft()
-            deferred.errback(Failure(exception()))
-            failed += 1
+    failed = sum(fail_queued(slot, exception) for slot in downloader.slots.values())
 
     # A request popped from a slot's queue reaches its download handler only on
     # the next turn of the event loop (``_process_queue`` schedules

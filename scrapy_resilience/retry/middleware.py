@@ -45,7 +45,7 @@ from scrapy.utils.response import response_status_message
 
 from scrapy_resilience import stats, testing
 from scrapy_resilience.events.recorder import get_recorder
-from scrapy_resilience.exceptions import BrowserDisconnectedError, ConfigError
+from scrapy_resilience.exceptions import BrowserDisconnectedError, ConfigError, SiteDownError
 from scrapy_resilience.health import site_health
 from scrapy_resilience.meta import CORRELATION_ID_KEY, POLICY_KEY, RETRY_UNSAFE_KEY
 from scrapy_resilience.model.entities import FailureClassifier, FailureSeverity, RecoveryAction, RetryPolicy
@@ -134,6 +134,8 @@ class RetryMiddleware:
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
         if isinstance(exception, IgnoreRequest):
             return None
+        if isinstance(exception, SiteDownError):  # never sent: it waits for its site, no attempt spent
+            return self._park(request.replace(dont_filter=True))
         # A browser that died under the request says nothing about the site.
         if not testing.is_testing() and not isinstance(exception, BrowserDisconnectedError):
             self.health.outcome(request, exception)

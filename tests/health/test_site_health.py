@@ -94,9 +94,10 @@ async def test_retry_after_pauses_once_and_failing_urls_get_their_schedule(demo_
         first, retry = by_path(log, path)
         date = math.ceil(first["t"] + 2)  # the HTTP-date is at least this far
         assert retry["t"] >= date  # no retry before the date
-        # The domain paused until the date: only requests already handed to
-        # the downloader when the 503 came can arrive before it.
-        assert len([e for e in log if first["done"] < e["t"] < date]) <= CONCURRENT
+        # The domain paused until the date: only requests already on their way
+        # to the site when the 503 came can arrive before it (the ones queued in
+        # the download slot were taken back).
+        assert len([e for e in log if first["done"] < e["t"] < date]) <= PER_DOMAIN
     for path in paths["deep"]:
         assert [e["status"] for e in by_path(log, path)] == [503] * 9 + [200]  # recovered at attempt 10
     never = [len(by_path(log, p)) for p in paths["never"]]
@@ -105,6 +106,25 @@ async def test_retry_after_pauses_once_and_failing_urls_get_their_schedule(demo_
     assert result.stat(stats.HEALTH_PAUSES) >= 1
     assert result.stat(stats.HEALTH_OPENED, 0) == 0  # failing URLs never made the site look down
     assert set(delays.values()) <= {0.0}  # the pace after every pause is the pace before
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_pause_takes_back_the_requests_queued_in_the_download_slot(demo_site: Any) -> None:
+    """Requests waiting in the slot's queue (DOWNLOAD_DELAY) when a Retry-After comes wait for its date too."""
+    demo_site.reset()
+    specs = [(demo_site.url + "/fault/retry-after-date?key=pause&seconds=4&times=1&status=503", {})]
+    specs += [(demo_site.url + f"/fault/status/503?key=fine{i}&times=0", {}) for i in range(12)]
+    crawler = get_crawler(UrlsSpider, {**ADDON, "DOWNLOAD_DELAY": 0.5, "DOWNLOAD_DELAY_JITTER": 0})
+    result = Crawl(crawler)
+    await crawler.crawl(specs=specs)
+    log = demo_site.log()
+    assert len({r.url for r in result.spider.responses if r.status == 200}) == len(specs)  # nothing lost
+    first, retry = by_path(log, "/fault/retry-after-date?key=pause&seconds=4&times=1&status=503")
+    date = math.ceil(first["t"] + 4)
+    assert retry["t"] >= date
+    assert [e["path"] for e in log if first["done"] < e["t"] < date] == []  # the queued ones waited too
+    assert result.stat(stats.HEALTH_TAKEN_BACK) > 0
+    assert result.stat("retry/count") == 1  # taken back is no attempt
 
 
 @pytest_twisted.ensureDeferred
