@@ -15,6 +15,7 @@ from scrapy_resilience.browser import detect as browsers
 from scrapy_resilience.checkpoint.dupefilter import ResilientDupeFilter
 from scrapy_resilience.checkpoint.extension import CheckpointExtension
 from scrapy_resilience.checkpoint.frontier import LEDGER_ORDER, LedgerDownloaderMiddleware, LedgerSpiderMiddleware
+from scrapy_resilience.checkpoint.scheduler import JournaledScheduler
 from scrapy_resilience.checkpoint.sessions import SessionsExtension
 from scrapy_resilience.monitor.extension import MonitorExtension
 from scrapy_resilience.monitor.outcome import OUTCOME_ORDER, OutcomeMiddleware
@@ -55,6 +56,8 @@ class Addon:
             settings.setdefault_in_component_priority_dict("SPIDER_MIDDLEWARES", LedgerSpiderMiddleware, LEDGER_ORDER)
             # Only at add-on priority: a project's own DUPEFILTER_CLASS wins (its fingerprints are then not kept).
             settings.set("DUPEFILTER_CLASS", ResilientDupeFilter, priority="addon")
+            # The same for the scheduler: with a project's own, the ledger listens to request_scheduled.
+            settings.set("SCHEDULER", JournaledScheduler, priority="addon")
         if resilience_settings.read(settings, "RESILIENCE_MONITOR_ENABLED"):
             settings.setdefault_in_component_priority_dict("EXTENSIONS", MonitorExtension, 0)
             # Early in the chain: it sees every final outcome and refuses sends after an abort.

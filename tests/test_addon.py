@@ -23,7 +23,8 @@ def _diff(settings: dict) -> dict:
     plain = get_crawler(settings_dict=settings)
     with_addon = get_crawler(settings_dict={**settings, "ADDONS": ADDON})
     diff = {}
-    for name in ("DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS", "DUPEFILTER_CLASS", "ITEM_PIPELINES"):
+    for name in ("DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS", "DUPEFILTER_CLASS", "SCHEDULER",
+                 "ITEM_PIPELINES"):
         before, after = _loaded(plain.settings[name]), _loaded(with_addon.settings[name])
         if before != after:
             diff[name] = after
@@ -69,14 +70,18 @@ def test_monitor_switch():
 
 
 def test_checkpoint_components_only_with_a_directory(tmp_path):
-    """With RESILIENCE_CHECKPOINT_DIR the add-on also installs the ledger middlewares and the dupefilter."""
+    """With RESILIENCE_CHECKPOINT_DIR the add-on also installs the ledger middlewares, dupefilter and scheduler."""
     from scrapy_resilience.checkpoint.dupefilter import ResilientDupeFilter
     from scrapy_resilience.checkpoint.frontier import LedgerDownloaderMiddleware, LedgerSpiderMiddleware
+    from scrapy_resilience.checkpoint.scheduler import JournaledScheduler
 
     diff = _diff({"RESILIENCE_CHECKPOINT_DIR": str(tmp_path)})
     assert LedgerDownloaderMiddleware in diff["DOWNLOADER_MIDDLEWARES"]
     assert LedgerSpiderMiddleware in diff["SPIDER_MIDDLEWARES"]
     assert load_object(diff["DUPEFILTER_CLASS"]) is ResilientDupeFilter
+    assert load_object(diff["SCHEDULER"]) is JournaledScheduler
+    own = _diff({"RESILIENCE_CHECKPOINT_DIR": str(tmp_path), "SCHEDULER": "scrapy.core.scheduler.Scheduler"})
+    assert "SCHEDULER" not in own  # a project's own choice, even of Scrapy's class, is kept
     assert "SPIDER_MIDDLEWARES" not in _diff({})
 
 

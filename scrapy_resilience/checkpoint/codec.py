@@ -9,16 +9,23 @@ registry (scrapy-playwright's ``PageMethod`` is built in; users add their own
 with ``register_type``). Anything else raises ``UnserializableRequestError``
 naming the request URL and the meta (or cb_kwargs) key, so the user learns
 what to fix instead of losing the request silently after a crash.
+
+Every scheduled request is encoded once, on the reactor thread, so the text
+is written by orjson (a tenth of the standard library's time); what orjson
+refuses (an integer beyond 64 bits, a lone surrogate) falls back to the
+standard library, and both are read back by ``json.loads``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
 import attrs
+import orjson
 from scrapy import Request, Spider
 from scrapy.utils.request import request_from_dict
 
@@ -73,8 +80,11 @@ class _Unencodable(Exception):
 
 
 def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or isinstance(value, (str, bool, int)):
         return value
+    if isinstance(value, float):
+        # orjson writes NaN and infinities as null: tagged, they come back.
+        return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
     if isinstance(value, list):
         return [_encode(item) for item in value]
     if isinstance(value, dict):
@@ -110,6 +120,8 @@ def _decode(value: Any) -> Any:
         return tuple(_decode(item) for item in value["v"])
     if name == "bytes":
         return base64.b64decode(value["v"])
+    if name == "float":
+        return float(value["v"])
     codec = _registry.get(name)
     if codec is None:
         raise ValueError(f"a checkpointed request holds a {name}, which is not registered in this process")
@@ -206,7 +218,7 @@ def _plain_fields(request: Request, spider: Spider | None) -> dict[str, Any] | N
         fields["body"] = request.body
     for field, slot in _EMPTY_BY_DEFAULT:
         if getattr(request, slot, True) is not None and (value := getattr(request, field)):
-            fields[field] = dict(value) if field == "headers" else value
+            fields[field] = value
     return fields
 
 
@@ -218,6 +230,10 @@ def _header(value: Any) -> Any:
     return _encode(value)
 
 
+def _unserializable(request: Request, where: str, exc: Exception) -> UnserializableRequestError:
+    return UnserializableRequestError(f"Request {request.url} cannot be checkpointed: {where} holds {exc}")
+
+
 def encode_request(request: Request, spider: Spider | None) -> dict[str, Any]:
     """The JSON-ready dict of ``request``; raises UnserializableRequestError."""
     raw = _plain_fields(request, spider) if type(request) is Request else None
@@ -226,7 +242,6 @@ def encode_request(request: Request, spider: Spider | None) -> dict[str, Any]:
             raw = _to_dict(request, spider)
         except ValueError as exc:  # a callback that is not a method of the spider
             raise UnserializableRequestError(f"Request {request.url} cannot be checkpointed: {exc}") from None
-    encoded: dict[str, Any] = {}
     for field, value in raw.items():
         if field in ("meta", "cb_kwargs"):
             out = {}
@@ -234,20 +249,17 @@ def encode_request(request: Request, spider: Spider | None) -> dict[str, Any]:
                 try:
                     out[key] = _encode(item)
                 except _Unencodable as exc:
-                    raise UnserializableRequestError(
-                        f"Request {request.url} cannot be checkpointed: {field}[{key!r}] holds {exc}"
-                    ) from None
-            encoded[field] = out
+                    raise _unserializable(request, f"{field}[{key!r}]", exc) from None
+            raw[field] = out
         elif field == "headers":
-            encoded[field] = [[_header(name), [_header(v) for v in values]] for name, values in value.items()]
-        else:
+            # Headers is a dict of normalized names to lists of bytes; its own items() rebuilds each pair.
+            raw[field] = [[_header(name), [_header(v) for v in values]] for name, values in dict.items(value)]
+        elif type(value) is not str:  # url, callback and errback names are text already
             try:
-                encoded[field] = _encode(value)
+                raw[field] = _encode(value)
             except _Unencodable as exc:
-                raise UnserializableRequestError(
-                    f"Request {request.url} cannot be checkpointed: its {field} holds {exc}"
-                ) from None
-    return encoded
+                raise _unserializable(request, f"its {field}", exc) from None
+    return raw
 
 
 def decode_request(data: dict[str, Any], spider: Spider | None) -> Request:
@@ -259,7 +271,11 @@ def decode_request(data: dict[str, Any], spider: Spider | None) -> Request:
 
 def dumps(request: Request, spider: Spider | None) -> str:
     """``encode_request`` as one compact JSON text."""
-    return json.dumps(encode_request(request, spider), separators=(",", ":"), ensure_ascii=False)
+    data = encode_request(request, spider)
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:  # orjson.JSONEncodeError: what only the standard library writes
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def loads(text: str | bytes, spider: Spider | None) -> Request:

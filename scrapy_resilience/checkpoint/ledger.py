@@ -1,10 +1,18 @@
-"""The frontier ledger: every request from ``request_scheduled`` until it is done.
+"""The frontier ledger: every request from its scheduling until it is done.
 
 A request is identified by ``meta["resilience_id"]`` (a disk queue or a retry
 hands back a different object, so identity cannot be used). The ledger keeps
 almost nothing in memory: a pending request lives in the scheduler and, as an
 ``"a"`` line, in the journal (``jobdir/journal.py``); only the requests inside
 the engine right now (at most ``CONCURRENT_REQUESTS``) are kept, by id.
+
+A request is told to the ledger as it enters the scheduler: by
+``checkpoint/scheduler.JournaledScheduler`` (Scrapy's own scheduler, which the
+add-on replaces with it), or by the ``request_scheduled`` signal for any
+other scheduler. Its ``"a"`` line is encoded in batches, when the buffer is
+flushed or a request enters the downloader (downloader middlewares change
+requests: Cookie, User-Agent), so the encoder runs in one tight loop rather
+than once per request between Scrapy's own steps.
 
 *Done* means the engine removed the request from its in-progress set: by then
 everything its callback or errback produced has been scheduled or has left
@@ -83,7 +91,10 @@ class Ledger:
         self.writer: JournalWriter | None = None  # set by the checkpoint extension once the job is loaded
         self.run = 1
         self._ids = itertools.count(1)
-        self._lines: list[str] = []  # journaled before the writer exists, or since the last flush
+        # Journaled before the writer exists, or since the last flush: lines, and
+        # (id, request) pairs whose "a" line is not encoded yet, from _unencoded on.
+        self._lines: list[str | tuple[str, Request]] = []
+        self._unencoded: int | None = None
         self._flying: dict[str, Request] = {}
         self._pass_once: set[str] = set()
         self._flush_soon: Any = None
@@ -95,7 +106,7 @@ class Ledger:
         self.completed = 0
         self.unserializable = 0
         self.recent_done: list[str] = []  # URLs, a bounded sample for ProgressState
-        crawler.signals.connect(self._scheduled, signal=signals.request_scheduled)
+        crawler.signals.connect(self.entered_scheduler, signal=signals.request_scheduled)
         crawler.signals.connect(self._dropped, signal=signals.request_dropped)
         crawler.signals.connect(self._held, signal=resilience_signals.request_held)
 
@@ -104,13 +115,18 @@ class Ledger:
     def append(self, record: dict[str, Any]) -> None:
         self._lines.append(dumps(record))
 
+    def told_by_scheduler(self) -> None:
+        """The scheduler calls ``entered_scheduler`` itself: the signal, a few microseconds a request, is not needed."""
+        self.crawler.signals.disconnect(self.entered_scheduler, signal=signals.request_scheduled)
+
     def flush(self) -> None:
         """Append the buffered lines to the journal (the page cache: microseconds, see ``JournalWriter``)."""
         self._add_awaiting()
         if self.writer is None or not self._lines:
             return
+        self._encode()
         lines, self._lines = self._lines, []
-        self.writer.write(lines)
+        self.writer.write(lines)  # type: ignore[arg-type]  # all encoded now
 
     def _flush_later(self) -> None:
         # A request entering the downloader may be the one that kills the
@@ -124,16 +140,30 @@ class Ledger:
         self._flush_soon = None
         self.flush()
 
-    def _add(self, key: str, request: Request) -> None:
-        try:
-            line = codec.dumps(request, self.crawler.spider)
-        except UnserializableRequestError as exc:
-            self.unserializable += 1
-            self.crawler.stats.inc_value(stats.CHECKPOINT_UNSERIALIZABLE)
-            logger.error("%s; it is crawled but would be lost in a crash", exc)
+    def _encode(self) -> None:
+        """Turn the buffer's (id, request) pairs into their "a" lines, in place; drop the unserializable ones."""
+        if self._unencoded is None:
             return
-        # Ids are "<run>.<n>" (or restored ones): plain ASCII, no JSON escaping needed.
-        self._lines.append('{"a":"' + key + '","r":' + line + "}")
+        spider, lines = self.crawler.spider, self._lines
+        encoded = lines[: self._unencoded]
+        for line in lines[self._unencoded :]:
+            if isinstance(line, str):
+                encoded.append(line)
+                continue
+            key, request = line
+            try:
+                # Ids are "<run>.<n>" (or restored ones): plain ASCII, no JSON escaping needed.
+                encoded.append('{"a":"' + key + '","r":' + codec.dumps(request, spider) + "}")
+            except UnserializableRequestError as exc:
+                self.unserializable += 1
+                self.crawler.stats.inc_value(stats.CHECKPOINT_UNSERIALIZABLE)
+                logger.error("%s; it is crawled but would be lost in a crash", exc)
+        self._lines, self._unencoded = encoded, None
+
+    def _add(self, key: str, request: Request) -> None:
+        if self._unencoded is None:
+            self._unencoded = len(self._lines)
+        self._lines.append((key, request))
         if request.meta.get(START_KEY):
             self._lines.append('{"s":"' + self.crawler.request_fingerprinter.fingerprint(request).hex() + '"}')
         if len(self._lines) >= _FLUSH_LINES:
@@ -149,7 +179,8 @@ class Ledger:
 
     # -- signals -------------------------------------------------------------
 
-    def _scheduled(self, request: Request) -> None:
+    def entered_scheduler(self, request: Request) -> None:
+        """``request`` enters the scheduler: give it an id, and journal it (once the dupefilter admits it)."""
         self._add_awaiting()
         meta = request.meta
         existing: str | None = meta.get(ID_KEY)
@@ -212,6 +243,8 @@ class Ledger:
 
     def passes_once(self, request: Request) -> bool:
         """True once for a request put back at resume: the dupefilter must not drop it."""
+        if not self._pass_once:  # nothing restored is waiting: the common case
+            return False
         key = request.meta.get(ID_KEY)
         if key in self._pass_once:
             self._pass_once.discard(key)
@@ -229,6 +262,7 @@ class Ledger:
         if key is None:  # not from the scheduler (engine.download_async, robots.txt)
             return
         self._flying[key] = request
+        self._encode()  # before the downloader middlewares after this one change the request
         self._lines.append('{"x":"' + key + '"}')
         self._flush_later()
 

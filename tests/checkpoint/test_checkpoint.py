@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -10,8 +11,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from pydispatch import dispatcher
 from scrapy import Request, Spider
 from scrapy import signals as scrapy_signals
+from scrapy.core.scheduler import Scheduler as ScrapyScheduler
 from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.http import Response
 from scrapy.utils.asyncio import call_later
@@ -21,6 +24,7 @@ from scrapy_resilience import signals as resilience_signals
 from scrapy_resilience import stats
 from scrapy_resilience.checkpoint.extension import CheckpointExtension
 from scrapy_resilience.checkpoint.refill import BATCH
+from scrapy_resilience.checkpoint.scheduler import JournaledScheduler
 from scrapy_resilience.jobdir.resume import requests_settled
 from scrapy_resilience.jobdir.store import CheckpointStore
 from scrapy_resilience.meta import ID_KEY
@@ -346,3 +350,43 @@ async def test_unserializable_request_is_crawled_counted_and_named(
     assert crawler.spider.parsed == 1
     assert crawler.stats.get_value(stats.CHECKPOINT_UNSERIALIZABLE) == 1
     assert f"Request {demo_site.url}/product/1.html cannot be checkpointed: meta['handle']" in caplog.text
+
+
+class OwnScheduler(ScrapyScheduler):
+    """A project's own scheduler: the add-on leaves it in place."""
+
+
+def journal_records(job: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for path in sorted(job.glob("journal/segment-*.jsonl"))
+            for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("scheduler", [None, OwnScheduler])
+@pytest_twisted.ensureDeferred
+async def test_the_ledger_sees_every_request_with_either_scheduler(
+    demo_site: Any, tmp_path: Path, scheduler: type | None
+) -> None:
+    """Scrapy's scheduler becomes JournaledScheduler; a project's own stays, and request_scheduled tells the ledger.
+
+    Either way every request is journaled once, as it was scheduled: the
+    User-Agent that a downloader middleware adds on its way out is not in its line.
+    """
+    job = tmp_path / "job"
+    settings: dict[str, Any] = {"RESILIENCE_CHECKPOINT_DIR": str(job)}
+    if scheduler is not None:
+        settings["SCHEDULER"] = scheduler
+    crawler = get_crawler(PagesSpider, {**BASE, **settings})
+    schedulers: list[type] = []
+    crawler.signals.connect(lambda: schedulers.append(type(crawler.engine._slot.scheduler)),
+                            signal=scrapy_signals.spider_idle, weak=False)
+    await crawler.crawl(site=demo_site.url)
+    assert set(schedulers) == {scheduler or JournaledScheduler}
+    receivers = dispatcher.liveReceivers(dispatcher.getAllReceivers(crawler.signals.sender,
+                                                                    scrapy_signals.request_scheduled))
+    ours = [receiver for receiver in receivers if receiver.__module__.startswith("scrapy_resilience")]
+    # The ledger's receiver only with a project's scheduler; the held requests' only once one waits (none here).
+    assert [receiver.__qualname__ for receiver in ours] == (["Ledger.entered_scheduler"] if scheduler else [])
+    added = [record for record in journal_records(job) if "a" in record]
+    assert len(added) == len({record["a"] for record in added}) == 18
+    assert not any("User-Agent" in dict(record["r"].get("headers", [])) for record in added)
+    assert crawler.stats.get_value("downloader/request_count") == 18

@@ -144,6 +144,15 @@ def test_meta_values_round_trip_with_their_types(meta: dict[str, Any]) -> None:
     assert repr(restored.meta) == repr(meta)
 
 
+def test_values_orjson_cannot_write_round_trip() -> None:
+    """NaN and infinities (orjson would write null), a 70-bit integer and a lone surrogate come back as they were."""
+    meta = {"nan": float("nan"), "inf": float("inf"), "ninf": -float("inf"), "big": 2**70, "lone": "\ud800"}
+    restored = round_trip(Request("http://127.0.0.1/", meta=meta)).meta
+    assert restored["nan"] != restored["nan"]  # NaN
+    assert {key: value for key, value in restored.items() if key != "nan"} == {
+        key: value for key, value in meta.items() if key != "nan"}
+
+
 def test_spider_state_helpers_round_trip() -> None:
     """to_json/from_json keep tuples and bytes for spider.state and refuse unknown types with TypeError."""
     state = {"seen": ("a", 1), "blob": b"\x00"}
