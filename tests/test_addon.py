@@ -80,7 +80,7 @@ def test_checkpoint_components_only_with_a_directory(tmp_path):
     assert LedgerSpiderMiddleware in diff["SPIDER_MIDDLEWARES"]
     assert load_object(diff["DUPEFILTER_CLASS"]) is ResilientDupeFilter
     assert load_object(diff["SCHEDULER"]) is JournaledScheduler
-    own = _diff({"RESILIENCE_CHECKPOINT_DIR": str(tmp_path), "SCHEDULER": "scrapy.core.scheduler.Scheduler"})
+    own = _diff({"RESILIENCE_CHECKPOINT_DIR": str(tmp_path / "own"), "SCHEDULER": "scrapy.core.scheduler.Scheduler"})
     assert "SCHEDULER" not in own  # a project's own choice, even of Scrapy's class, is kept
     assert "SPIDER_MIDDLEWARES" not in _diff({})
 
