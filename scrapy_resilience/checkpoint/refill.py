@@ -47,14 +47,24 @@ class RefillQueue:
         self.low_water = max(1000, 4 * crawler.settings.getint("CONCURRENT_REQUESTS"))
         self._call: Any = None
         self._owed = 0  # requests that left the scheduler since the last refill: as many restored ones are due
-        crawler.signals.connect(self._dequeued, signal=signals.request_reached_downloader)
-        crawler.signals.connect(self._idle, signal=signals.spider_idle)
+
+    # Listening only while restored requests remain: a receiver of
+    # request_reached_downloader costs every request of the crawl a few microseconds.
+    def _listen(self) -> None:
+        self.crawler.signals.connect(self._dequeued, signal=signals.request_reached_downloader)
+        self.crawler.signals.connect(self._idle, signal=signals.spider_idle)
+
+    def _drained(self) -> None:
+        self.crawler.signals.disconnect(self._dequeued, signal=signals.request_reached_downloader)
+        self.crawler.signals.disconnect(self._idle, signal=signals.spider_idle)
 
     def __len__(self) -> int:
         return len(self.pending)
 
     def start(self) -> None:
-        self._refill_soon()
+        if self.pending:
+            self._listen()
+            self._refill_soon()
 
     def _queued(self) -> int:
         scheduler = self.crawler.engine.scheduler
@@ -76,7 +86,7 @@ class RefillQueue:
             return
         for _ in range(BATCH):
             if not self.pending:
-                return
+                break
             if self._owed:
                 self._owed -= 1
             elif self._queued() >= self.low_water:
@@ -88,7 +98,10 @@ class RefillQueue:
                 logger.exception("Request %s of the journal cannot be restored; skipped: %.300s", key, line)
                 continue
             engine.crawl(request)
-        self._refill_soon()
+        if self.pending:
+            self._refill_soon()
+        else:
+            self._drained()
 
     def _dequeued(self) -> None:
         if self.pending:
