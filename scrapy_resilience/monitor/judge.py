@@ -83,16 +83,20 @@ class FailureWindow:
         self.duration = duration
         self.clock = clock
         self._outcomes: deque[tuple[float, bool]] = deque(maxlen=size)
+        self._failures = 0  # among _outcomes: counts() is asked on every response, kept O(1)
 
     def add(self, failed: bool) -> None:
+        if len(self._outcomes) == self._outcomes.maxlen:
+            self._failures -= self._outcomes[0][1]  # the oldest leaves as this one comes in
         self._outcomes.append((self.clock(), failed))
+        self._failures += failed
 
     def counts(self) -> tuple[int, int]:
         """``(operations, failures)`` in the window now."""
         horizon = self.clock() - self.duration
         while self._outcomes and self._outcomes[0][0] < horizon:
-            self._outcomes.popleft()
-        return len(self._outcomes), sum(failed for _, failed in self._outcomes)
+            self._failures -= self._outcomes.popleft()[1]
+        return len(self._outcomes), self._failures
 
 
 class AbortJudge:
