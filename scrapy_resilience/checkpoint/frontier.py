@@ -78,8 +78,10 @@ class LedgerSpiderMiddleware(BaseSpiderMiddleware):
 
     def get_processed_request(self, request: Request, response: Response | None) -> Request:
         # meta=response.meta is common: a child must not inherit its parent's id.
-        for key in LEDGER_KEYS:
-            request.meta.pop(key, None)
+        # Scrapy 2.19 creates meta on first access: a child without one has nothing to strip.
+        if getattr(request, "_meta", True) is not None and not request.meta.keys().isdisjoint(LEDGER_KEYS):
+            for key in LEDGER_KEYS:
+                request.meta.pop(key, None)
         return request
 
 
