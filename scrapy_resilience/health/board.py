@@ -124,6 +124,11 @@ class SiteHealth:
             if was is not State.CLOSED and circuit.state is State.HALF_OPEN:
                 self._inc(stats.HEALTH_PROBES)
                 self._schedule(slot, circuit)
+            elif was is State.COOLING:
+                # The pause is over and this request came before its timer:
+                # the requests parked for the pause must go now, not wait for
+                # a timer that would find the circuit closed and release nothing.
+                self._pause_over(slot, circuit)
             return True
         if circuit.confirmed:
             self._notify(slot, 1)
@@ -254,8 +259,13 @@ class SiteHealth:
         was = circuit.state
         release = circuit.tick(time.time())
         if was is State.COOLING and circuit.state is State.CLOSED:
-            logger.info("Pause of %(slot)s over", {"slot": slot})
-        self._release(slot, circuit, release)
+            self._pause_over(slot, circuit)
+        else:
+            self._release(slot, circuit, release)
+
+    def _pause_over(self, slot: str, circuit: Circuit) -> None:
+        logger.info("Pause of %(slot)s over", {"slot": slot})
+        self._release(slot, circuit, Release.ALL)
 
     def _slowed(self, slot: str, was: State, message: str, delay: float, source: str = "") -> None:
         # INFO once per episode: an outage must not flood the log.

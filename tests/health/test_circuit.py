@@ -139,3 +139,4 @@ def test_half_way_to_opening_answers_sent_before_the_run_do_not_break_it():
     assert c.streak == TRIP // 2
     c.success(sent_at=10.2)  # sent during the run: the site answers
     assert c.streak == 0
+
