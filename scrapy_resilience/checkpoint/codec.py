@@ -275,7 +275,8 @@ def dumps(request: Request, spider: Spider | None) -> str:
     try:
         return orjson.dumps(data).decode()
     except TypeError:  # orjson.JSONEncodeError: what only the standard library writes
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        # ASCII: a lone surrogate becomes an escape, so the journal line still encodes to UTF-8.
+        return json.dumps(data, separators=(",", ":"))
 
 
 def loads(text: str | bytes, spider: Spider | None) -> Request:
