@@ -21,6 +21,7 @@ from scrapy.utils.test import get_crawler
 from site_log import arrivals, first_at_concurrency, max_concurrency
 
 from scrapy_resilience import stats
+from scrapy_resilience.health.circuit import TRIP
 
 # The add-on with its defaults: no shortened delays or timeouts.
 ADDON: dict[str, Any] = {
@@ -187,10 +188,11 @@ async def test_an_outage_loses_nothing_is_probed_politely_and_full_speed_returns
     during = [e for e in log if start <= e["t"] < end]
     assert during, "the outage met the crawl"
     probes = result.stat(stats.HEALTH_PROBES)
-    # Polite: what was in the downloader when the site went down, and the
-    # probes (twice each at most: Twisted sends a request once more on a new
-    # connection when its kept-alive one is reset).
-    assert len(during) <= 2 * CONCURRENT + 2 * probes
+    # Polite: until the circuit opens, at most the TRIP failures that open it
+    # and what was transferring when it opened (PER_DOMAIN); then the probes.
+    # Each at most twice: Twisted sends a request once more on a new
+    # connection when its kept-alive one is reset.
+    assert len(during) <= 2 * (TRIP + PER_DOMAIN) + 2 * probes
     assert probes <= 5  # 1, 2, 4 s apart (then 8 s): three or four in 8 s
     back = arrivals(log, after=end)
     # Back at full speed at once: the first request after the probe that
