@@ -31,7 +31,6 @@ ADDON: dict[str, Any] = {
 }
 # Scrapy's defaults, written out because the assertions use them.
 PER_DOMAIN = 8
-CONCURRENT = 16
 PATIENT = {"patient": {"max_attempts": 12, "base_delay": 0.2, "max_delay": 1.0}}
 
 
