@@ -3,9 +3,9 @@ waiting for their site (a Retry-After pause, an outage).
 
 Owned by the retry middleware (``RetryMiddleware.hold`` and
 ``held_requests`` delegate here). A retry that must wait is returned to the
-engine with ``mark(request, not_before)``; the engine's ``request_scheduled``
-signal then reaches ``_request_scheduled``, which holds the request and raises
-``IgnoreRequest``: Scrapy documents that as "drop this request before the
+engine with ``HeldRequests.mark(request, not_before)``; the engine's
+``request_scheduled`` signal then reaches ``_request_scheduled``, which holds
+the request and raises ``IgnoreRequest``: Scrapy documents that as "drop this request before the
 scheduler", and drops it without logging, without ``request_dropped`` and
 without calling any errback. The waiting request thus sits in no download slot
 and in no ``CONCURRENT_REQUESTS`` place; a ``call_later`` timer (no blocking)
@@ -44,13 +44,6 @@ _META_NOT_BEFORE = "_resilience_not_before"
 _META_PARK = "_resilience_park"
 
 
-def mark(request: Request, not_before: float, slot: str | None = None) -> None:
-    """Have ``request`` held until ``not_before`` (epoch) when the engine schedules it, or parked for ``slot``."""
-    request.meta[_META_NOT_BEFORE] = not_before
-    if slot is not None:
-        request.meta[_META_PARK] = slot
-
-
 @attrs.define
 class _Held:
     request: Request
@@ -70,6 +63,12 @@ class HeldRequests:
         crawler.signals.connect(self._request_scheduled, signal=signals.request_scheduled)
         crawler.signals.connect(self._spider_idle, signal=signals.spider_idle)
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
+
+    def mark(self, request: Request, not_before: float, slot: str | None = None) -> None:
+        """Have ``request`` held until ``not_before`` (epoch) when the engine schedules it, or parked for ``slot``."""
+        request.meta[_META_NOT_BEFORE] = not_before
+        if slot is not None:
+            request.meta[_META_PARK] = slot
 
     def hold(self, request: Request, not_before: float, slot: str | None = None) -> None:
         """Keep ``request`` out of the crawl until the wall-clock time ``not_before`` (or ``slot`` releases it)."""

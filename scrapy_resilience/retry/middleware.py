@@ -216,12 +216,12 @@ class RetryMiddleware:
         context["delay"] = delay
         self._record(verdict, RecoveryAction.RETRY, str(reason), context, stack, correlation_id)
         if delay > 0:
-            holding.mark(retry, time.time() + delay)
+            self.held.mark(retry, time.time() + delay)
         return retry
 
     def _park(self, request: Request) -> Request:
         """Hand ``request`` back to the engine to wait for its slot (``holding``), not spending an attempt."""
-        holding.mark(request, self.health.not_before(request), self.health.slot(request))
+        self.held.mark(request, self.health.not_before(request), self.health.slot(request))
         return request
 
     def _why_not_retry(self, request: Request, verdict: Classification) -> str | None:
