@@ -17,6 +17,10 @@ timer of its own: the site's health (``health.SiteHealth``, whose ``Parking``
 this is) releases the slot's parked requests, one as a probe or all at once,
 when the pause ends or the site answers again. Both kinds are journaled the
 same way (``request_held``), so a checkpoint keeps them pending.
+
+The ``request_scheduled`` handler is connected by the first ``mark``: a
+signal receiver costs every scheduled request a few microseconds, and a crawl
+in which nothing ever waits should not pay them.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class HeldRequests:
         self._held: dict[int, _Held] = {}
         self._parked: dict[str, deque[_Held]] = {}
         self._keys = itertools.count()
-        crawler.signals.connect(self._request_scheduled, signal=signals.request_scheduled)
+        self._listening = False  # to request_scheduled: from the first mark on
         crawler.signals.connect(self._spider_idle, signal=signals.spider_idle)
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
 
@@ -69,6 +73,9 @@ class HeldRequests:
         request.meta[_META_NOT_BEFORE] = not_before
         if slot is not None:
             request.meta[_META_PARK] = slot
+        if not self._listening:
+            self._listening = True
+            self.crawler.signals.connect(self._request_scheduled, signal=signals.request_scheduled)
 
     def hold(self, request: Request, not_before: float, slot: str | None = None) -> None:
         """Keep ``request`` out of the crawl until the wall-clock time ``not_before`` (or ``slot`` releases it)."""
