@@ -147,8 +147,10 @@ _LAZY_SLOTS = ("_headers", "_cookies", "_flags", "_cb_kwargs", "_meta")
 
 def _method_name(spider: Spider | None, function: Any) -> str | None:
     """The name of ``function`` if it is a method of ``spider`` found under its own name, else None."""
+    if spider is None or getattr(function, "__self__", None) is not spider:
+        return None
     name = getattr(function, "__name__", None)
-    if spider is None or name is None or getattr(function, "__self__", None) is not spider:
+    if name is None:
         return None
     return name if getattr(type(spider), name, None) is getattr(function, "__func__", None) else None
 
@@ -184,82 +186,116 @@ def _to_dict(request: Request, spider: Spider | None) -> dict[str, Any]:
                 setattr(request, name, None)
 
 
-# What a plain ``Request`` holds unless told otherwise: its journal line leaves
-# these out (``request_from_dict`` passes only the fields present, so
-# ``Request()`` fills the rest in). Most requests differ in url, callback and
-# meta only: a line a third the size, cheaper to encode, write and replay.
-# Subclasses (FormRequest, JsonRequest, ...) may derive one field from another
-# in their ``__init__``: they go through ``to_dict`` and keep every field.
-_DEFAULTS: tuple[tuple[str, Any], ...] = (("method", "GET"), ("encoding", "utf-8"), ("priority", 0),
-                                          ("dont_filter", False))
-# Fields left out when empty, with the slot that is None while Scrapy has not created them.
-_EMPTY_BY_DEFAULT = (("headers", "_headers"), ("cookies", "_cookies"), ("meta", "_meta"), ("flags", "_flags"),
-                     ("cb_kwargs", "_cb_kwargs"))
+# Values that orjson writes and json.loads reads back as they were: a meta
+# (or cb_kwargs) holding only these is handed to orjson as it is, not copied.
+_ATOMS = frozenset({str, int, bool, type(None)})
 
 
-def _plain_fields(request: Request, spider: Spider | None) -> dict[str, Any] | None:
-    """What ``to_dict`` gives for a plain Request, less the defaults; None if a callback is not named directly.
-
-    Lazy attributes not created yet are empty: read without creating them.
-    """
-    fields: dict[str, Any] = {"url": request.url}
-    for field in ("callback", "errback"):
-        function = getattr(request, field)
-        if function is not None:
-            name = _method_name(spider, function) if callable(function) else function
-            if name is None:
-                return None  # to_dict finds it, or says why it cannot
-            fields[field] = name
-    for field, default in _DEFAULTS:
-        value = getattr(request, field)
-        if type(value) is not type(default) or value != default:
-            fields[field] = value
-    if request.body:
-        fields["body"] = request.body
-    for field, slot in _EMPTY_BY_DEFAULT:
-        if getattr(request, slot, True) is not None and (value := getattr(request, field)):
-            fields[field] = value
-    return fields
+def _encode_mapping(request: Request, field: str, mapping: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` or ``cb_kwargs`` as JSON data: the mapping itself when it needs no tag (the common case)."""
+    if TAG not in mapping:
+        for value in mapping.values():
+            if type(value) not in _ATOMS:
+                break
+        else:
+            return mapping
+    out = {}
+    for key, value in mapping.items():
+        try:
+            if key == TAG:
+                raise _Unencodable(f"the reserved key {TAG!r}")
+            out[key] = _encode(value)
+        except _Unencodable as exc:
+            raise _unserializable(request, f"{field}[{key!r}]", exc) from None
+    return out
 
 
 def _header(value: Any) -> Any:
     # Headers hold bytes, and turn text back into bytes as UTF-8: ASCII (nearly
     # every header: a Referer in every followed link) is stored as plain text.
-    if isinstance(value, bytes) and value.isascii():
+    if type(value) is bytes and value.isascii():
         return value.decode("ascii")
     return _encode(value)
+
+
+def _encode_headers(headers: Any) -> list[list[Any]]:
+    # Headers is a dict of normalized names to lists of bytes; its own items() rebuilds each pair.
+    return [[_header(name), [_header(value) for value in values]] for name, values in dict.items(headers)]
 
 
 def _unserializable(request: Request, where: str, exc: Exception) -> UnserializableRequestError:
     return UnserializableRequestError(f"Request {request.url} cannot be checkpointed: {where} holds {exc}")
 
 
+def _encode_field(request: Request, field: str, value: Any) -> Any:
+    if field in ("meta", "cb_kwargs"):
+        return _encode_mapping(request, field, value)
+    if field == "headers":
+        return _encode_headers(value)
+    if type(value) is str:  # url, callback and errback names, method, encoding
+        return value
+    try:
+        return _encode(value)
+    except _Unencodable as exc:
+        raise _unserializable(request, f"its {field}", exc) from None
+
+
+def _plain_request(request: Request, spider: Spider | None) -> dict[str, Any] | None:
+    """The JSON data of a plain ``Request``: what differs from ``Request()``; None if a callback is not named directly.
+
+    Most requests differ in url, callback and meta only: a line a third the
+    size of ``to_dict``'s, cheaper to encode, write and replay
+    (``request_from_dict`` passes only the fields present). A value of the
+    default's type only counts as the default (priority False is not 0).
+    This runs for every scheduled request, so it reads the attributes one
+    by one rather than looping over field names; the containers Scrapy
+    creates on first access are read through their slots, None until then
+    (a slot missing, on an older Scrapy, reads as "maybe filled").
+    """
+    data: dict[str, Any] = {"url": request.url}
+    for field, function in (("callback", request.callback), ("errback", request.errback)):
+        if function is not None:
+            name = _method_name(spider, function) if callable(function) else function
+            if name is None:
+                return None  # to_dict finds it, or says why it cannot
+            data[field] = name
+    if request.method != "GET":
+        data["method"] = request.method
+    if request.encoding != "utf-8":
+        data["encoding"] = request.encoding
+    if type(request.priority) is not int or request.priority != 0:
+        data["priority"] = request.priority
+    if request.dont_filter is not False:
+        data["dont_filter"] = request.dont_filter
+    if request.body:
+        data["body"] = _encode_field(request, "body", request.body)
+    if getattr(request, "_headers", True) is not None and request.headers:
+        data["headers"] = _encode_headers(request.headers)
+    if getattr(request, "_cookies", True) is not None and request.cookies:
+        data["cookies"] = _encode_field(request, "cookies", request.cookies)
+    if getattr(request, "_meta", True) is not None and request.meta:
+        data["meta"] = _encode_mapping(request, "meta", request.meta)
+    if getattr(request, "_flags", True) is not None and request.flags:
+        data["flags"] = _encode_field(request, "flags", request.flags)
+    if getattr(request, "_cb_kwargs", True) is not None and request.cb_kwargs:
+        data["cb_kwargs"] = _encode_mapping(request, "cb_kwargs", request.cb_kwargs)
+    return data
+
+
 def encode_request(request: Request, spider: Spider | None) -> dict[str, Any]:
-    """The JSON-ready dict of ``request``; raises UnserializableRequestError."""
-    raw = _plain_fields(request, spider) if type(request) is Request else None
-    if raw is None:
-        try:
-            raw = _to_dict(request, spider)
-        except ValueError as exc:  # a callback that is not a method of the spider
-            raise UnserializableRequestError(f"Request {request.url} cannot be checkpointed: {exc}") from None
-    for field, value in raw.items():
-        if field in ("meta", "cb_kwargs"):
-            out = {}
-            for key, item in value.items():
-                try:
-                    out[key] = _encode(item)
-                except _Unencodable as exc:
-                    raise _unserializable(request, f"{field}[{key!r}]", exc) from None
-            raw[field] = out
-        elif field == "headers":
-            # Headers is a dict of normalized names to lists of bytes; its own items() rebuilds each pair.
-            raw[field] = [[_header(name), [_header(v) for v in values]] for name, values in dict.items(value)]
-        elif type(value) is not str:  # url, callback and errback names are text already
-            try:
-                raw[field] = _encode(value)
-            except _Unencodable as exc:
-                raise _unserializable(request, f"its {field}", exc) from None
-    return raw
+    """The JSON-ready dict of ``request``; raises UnserializableRequestError.
+
+    Subclasses (FormRequest, JsonRequest, ...) may derive one field from
+    another in their ``__init__``: they go through ``to_dict`` and keep every field.
+    """
+    data = _plain_request(request, spider) if type(request) is Request else None
+    if data is not None:
+        return data
+    try:
+        raw = _to_dict(request, spider)
+    except ValueError as exc:  # a callback that is not a method of the spider
+        raise UnserializableRequestError(f"Request {request.url} cannot be checkpointed: {exc}") from None
+    return {field: _encode_field(request, field, value) for field, value in raw.items()}
 
 
 def decode_request(data: dict[str, Any], spider: Spider | None) -> Request:

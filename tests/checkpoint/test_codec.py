@@ -114,6 +114,13 @@ def test_unknown_type_error_names_url_and_key() -> None:
         codec.dumps(request, None)
 
 
+def test_the_reserved_key_is_refused_in_meta_itself() -> None:
+    """Meta passed to orjson as it is must not hold the tag key: read back, it would be taken for a tagged value."""
+    for meta in ({codec.TAG: "tuple", "v": [1]}, {"nested": {codec.TAG: "bytes", "v": "AA=="}}):
+        with pytest.raises(UnserializableRequestError, match="reserved key"):
+            codec.dumps(Request("http://127.0.0.1/", meta=meta), None)
+
+
 def test_callable_page_method_is_refused_by_key() -> None:
     """A PageMethod wrapping a callable cannot be stored by name: the error says which key holds it."""
     request = Request("http://127.0.0.1/js/", meta={"playwright_page_methods": [PageMethod(lambda page: page)]})
