@@ -40,7 +40,7 @@ from scrapy_resilience import stats
 from scrapy_resilience.checkpoint import codec
 from scrapy_resilience.exceptions import UnserializableRequestError
 from scrapy_resilience.jobdir.journal import JournalWriter, dumps
-from scrapy_resilience.meta import ID_KEY, RESTORED_KEY, START_KEY
+from scrapy_resilience.meta import ID_KEY, LEDGER_KEYS, RESTORED_KEY, START_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,18 @@ def in_progress(crawler: Crawler) -> Collection[Request]:
     """
     slot = getattr(crawler.engine, "_slot", None)
     return slot.inprogress if slot is not None else ()
+
+
+def in_callbacks(crawler: Crawler) -> Collection[Request]:
+    """The requests whose callback or errback output Scrapy's scraper is handling now.
+
+    A private Scrapy attribute too: ``scraper.slot.active`` holds the engine's
+    request from the moment its response (or failure) reaches the scraper
+    until everything its callback or errback produced has been handled. A
+    request scheduled meanwhile with the same id is one of its children.
+    """
+    slot = getattr(getattr(crawler.engine, "scraper", None), "slot", None)
+    return slot.active if slot is not None else ()
 
 
 def feed_files(crawler: Crawler) -> list[IO[Any]]:
@@ -181,13 +193,19 @@ class Ledger:
 
     def entered_scheduler(self, request: Request) -> None:
         """``request`` enters the scheduler: give it an id, and journal it (once the dupefilter admits it)."""
-        self._add_awaiting()
+        if self._awaiting is not None:
+            self._add_awaiting()
         meta = request.meta
-        existing: str | None = meta.get(ID_KEY)
-        known = existing is not None
-        key = existing if existing is not None else f"{self.run}.{next(self._ids)}"
-        if not known:
-            meta[ID_KEY] = key
+        key: str | None = meta.get(ID_KEY)
+        if key is not None and self._flying.get(key) in in_callbacks(self.crawler):
+            # A child built with meta=response.meta: it is a request of its own
+            # and must not carry its parent's id, crash count or start mark.
+            for name in LEDGER_KEYS:
+                meta.pop(name, None)
+            key = None
+        known = key is not None
+        if key is None:
+            key = meta[ID_KEY] = f"{self.run}.{next(self._ids)}"
         else:
             # A redirect or retry of a request in the engine: the new request
             # carries the work on; the old object leaving the engine is not "done".
@@ -207,8 +225,10 @@ class Ledger:
 
     def admitted(self, request: Request, fingerprint: bytes | None) -> None:
         """Our dupefilter let ``request`` through (new ``fingerprint``, or a restored request)."""
-        if self._awaiting is not None and self._awaiting[1] is request:
-            self._add_awaiting()
+        awaiting = self._awaiting
+        if awaiting is not None and awaiting[1] is request:
+            self._awaiting = None
+            self._add(awaiting[0], request)
         if fingerprint is not None:
             self._lines.append('{"f":"' + fingerprint.hex() + '"}')
 

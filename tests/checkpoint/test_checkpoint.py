@@ -325,6 +325,37 @@ async def test_children_copying_meta_get_their_own_ids(demo_site: Any, tmp_path:
     assert len(ids) == 18 and len(set(ids)) == 18
 
 
+class ErrbackChildrenSpider(Spider):
+    """A page that is not found; its errback builds two children with the failed request's meta."""
+
+    name = "errback-children"
+
+    def __init__(self, site: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site = site
+
+    async def start(self) -> AsyncIterator[Request]:
+        yield Request(self.site + "/no-such-page.html", errback=self.on_error)
+
+    def on_error(self, failure: Any) -> Iterator[Request]:
+        for n in (1, 2):
+            yield Request(f"{self.site}/product/{n}.html", meta=failure.request.meta)
+
+    def parse(self, response: Response) -> None:
+        pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_errback_children_copying_meta_get_their_own_ids(demo_site: Any, tmp_path: Path) -> None:
+    """An errback's children are told from a retry of the failed request too: each is journaled under its own id."""
+    job = tmp_path / "job"
+    crawler = await crawl(ErrbackChildrenSpider, {"RESILIENCE_CHECKPOINT_DIR": str(job)}, site=demo_site.url)
+    assert crawler.stats.get_value("response_received_count") == 3
+    added = [record["a"] for record in journal_records(job) if "a" in record]
+    assert len(added) == len(set(added)) == 3
+    assert len({record["d"] for record in journal_records(job) if "d" in record}) == 3
+
+
 class UnserializableSpider(Spider):
     name = "unserializable"
 
