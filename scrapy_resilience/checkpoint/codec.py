@@ -145,6 +145,11 @@ def from_json(data: Any) -> Any:
 _LAZY_SLOTS = ("_headers", "_cookies", "_flags", "_cb_kwargs", "_meta")
 
 
+def _callback_name(spider: Spider | None, function: Any) -> str | None:
+    """What ``to_dict`` stores for a callback or errback (a name given as text stays), if it finds it directly."""
+    return _method_name(spider, function) if callable(function) else function
+
+
 def _method_name(spider: Spider | None, function: Any) -> str | None:
     """The name of ``function`` if it is a method of ``spider`` found under its own name, else None."""
     if spider is None or getattr(function, "__self__", None) is not spider:
@@ -220,7 +225,12 @@ def _header(value: Any) -> Any:
 
 def _encode_headers(headers: Any) -> list[list[Any]]:
     # Headers is a dict of normalized names to lists of bytes; its own items() rebuilds each pair.
-    return [[_header(name), [_header(value) for value in values]] for name, values in dict.items(headers)]
+    try:
+        # Nearly always: ASCII names and single ASCII values (a Referer on every followed link).
+        return [[name.decode("ascii"), [values[0].decode("ascii")] if len(values) == 1
+                 else [value.decode("ascii") for value in values]] for name, values in dict.items(headers)]
+    except (AttributeError, UnicodeDecodeError):
+        return [[_header(name), [_header(value) for value in values]] for name, values in dict.items(headers)]
 
 
 def _unserializable(request: Request, where: str, exc: Exception) -> UnserializableRequestError:
@@ -253,12 +263,14 @@ def _plain_request(request: Request, spider: Spider | None) -> dict[str, Any] | 
     (a slot missing, on an older Scrapy, reads as "maybe filled").
     """
     data: dict[str, Any] = {"url": request.url}
-    for field, function in (("callback", request.callback), ("errback", request.errback)):
-        if function is not None:
-            name = _method_name(spider, function) if callable(function) else function
-            if name is None:
-                return None  # to_dict finds it, or says why it cannot
-            data[field] = name
+    if request.callback is not None:
+        if (callback := _callback_name(spider, request.callback)) is None:
+            return None  # to_dict finds it, or says why it cannot
+        data["callback"] = callback
+    if request.errback is not None:
+        if (errback := _callback_name(spider, request.errback)) is None:
+            return None
+        data["errback"] = errback
     if request.method != "GET":
         data["method"] = request.method
     if request.encoding != "utf-8":
