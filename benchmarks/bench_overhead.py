@@ -16,23 +16,35 @@
   default) at once; the time from the callback's start until the scheduler
   holds them all, and the process's peak RSS, with the add-on and checkpoints
   against plain Scrapy (the first child hangs in the only download slot: the
-  others stay pending).
+  others stay pending). Also the time spent in garbage collection within that
+  window (Python's full collections walk the whole heap: at this size they take
+  a quarter of plain Scrapy's time, and they are slowed by how the heap is laid
+  out, not by instructions) and the rest of the time, ours against Scrapy's.
+- **Instructions** (``--instructions SMALL,BIG``): the frontier children run
+  under valgrind, whose count of instructions does not move with the load of
+  a shared machine (this one's wall clock drifts ±10 % between rounds); the
+  instructions per scheduled request are the difference between two sizes,
+  so start-up cancels out. This is the cost of our code alone; the time
+  ratios add the memory effects.
 
     python benchmarks/bench_overhead.py [--rounds 5] [--products 5000] [--startup-rounds 3]
-        [--frontier 200000] [--frontier-rounds 1]
+        [--frontier 200000] [--frontier-rounds 1] [--instructions 5000,25000]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +99,17 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
         def parse_product(self, response: Response) -> Any:
             raise AssertionError("never downloaded: the frontier stays pending")
 
+    # Garbage collection inside the window: a big part of the time at this size, and the part
+    # that follows the heap's layout rather than the instructions run.
+    gc_started: list[float] = []
+
+    def gc_timer(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_started[:] = [time.perf_counter()]
+        elif gc_started and "callback_started" in figures:
+            figures["gc_s"] = figures.get("gc_s", 0.0) + time.perf_counter() - gc_started[0]
+
+    gc.callbacks.append(gc_timer)
     settings: dict[str, Any] = {
         # The list page, then a hanging page in the only download slot: the frontier stays pending.
         "CONCURRENT_REQUESTS": 1, "DOWNLOAD_TIMEOUT": 3600, "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False,
@@ -94,7 +117,7 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
     }
     if variant == "checkpoints":
         settings |= {"ADDONS": {"scrapy_resilience.Addon": 500}, "RESILIENCE_CHECKPOINT_DIR": job,
-                     "RESILIENCE_CHECKPOINT_INTERVAL": 5}
+                     "RESILIENCE_CHECKPOINT_INTERVAL": float(os.environ.get("BENCH_CHECKPOINT_INTERVAL", 5))}
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(FrontierSpider)
 
@@ -103,6 +126,7 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
         while crawler.stats.get_value("scheduler/enqueued", 0) < size + 2:
             await sleep(0.01)
         figures["schedule_s"] = time.perf_counter() - figures.pop("callback_started")
+        figures.setdefault("gc_s", 0.0)
         figures["schedule_cpu_s"] = time.process_time() - figures.pop("cpu_started")  # every thread's
         figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         print("FIGURES " + json.dumps(figures), flush=True)
@@ -116,15 +140,42 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
     process.start()
 
 
+def frontier_command(variant: str, site: str, size: int, tmp: Path) -> list[str]:
+    return [sys.executable, __file__, "--child", variant, site, str(size), str(tmp / f"frontier-{time.monotonic_ns()}")]
+
+
 def frontier_run(variant: str, site: str, size: int, tmp: Path) -> dict[str, Any]:
-    job = str(tmp / f"frontier-{time.monotonic_ns()}")
-    output = subprocess.run([sys.executable, __file__, "--child", variant, site, str(size), job],
-                            capture_output=True, text=True, check=False, timeout=3600,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    output = subprocess.run(frontier_command(variant, site, size, tmp), capture_output=True, text=True, check=False,
+                            timeout=3600, env={**os.environ, "PYTHONPATH": str(REPO)})
     for line in output.stdout.splitlines():
         if line.startswith("FIGURES "):
             return json.loads(line[8:])
     raise RuntimeError(f"{variant} frontier child failed:\n{output.stdout[-2000:]}\n{output.stderr[-4000:]}")
+
+
+def instructions(variant: str, site: str, size: int, tmp: Path) -> int:
+    """The instructions a frontier child runs, whole process, counted by valgrind (the same count on a busy machine).
+
+    Valgrind slows the child about twentyfold, so checkpoints come every
+    100 s of its time, as every 5 s do at full speed; the hash seed is fixed.
+    """
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+               *frontier_command(variant, site, size, tmp)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", "BENCH_CHECKPOINT_INTERVAL": "100"}
+    output = subprocess.run(command, capture_output=True, text=True, check=False, timeout=7200, env=env)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", output.stderr)
+    if match is None or "FIGURES " not in output.stdout:
+        raise RuntimeError(f"{variant} frontier child under valgrind failed:\n{output.stderr[-3000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def instructions_per_request(site: str, sizes: tuple[int, int], tmp: Path) -> dict[str, float]:
+    """Per variant, the instructions per scheduled request: the difference of two sizes, so start-up cancels out."""
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one child per core; the counts do not depend on it
+        counts = {(variant, size): pool.submit(instructions, variant, site, size, tmp)
+                  for variant in VARIANTS for size in sizes}
+        return {variant: (counts[variant, sizes[1]].result() - counts[variant, sizes[0]].result())
+                / (sizes[1] - sizes[0]) for variant in VARIANTS}
 
 
 # -- report ------------------------------------------------------------------------
@@ -141,6 +192,9 @@ def main() -> None:
     parser.add_argument("--startup-rounds", type=int, default=3)
     parser.add_argument("--frontier", type=int, default=200_000)
     parser.add_argument("--frontier-rounds", type=int, default=1)
+    parser.add_argument("--instructions", metavar="SMALL,BIG", default="",
+                        help="also count the instructions per scheduled request with valgrind, from frontiers of "
+                             "these two sizes (5000,25000: about 3 minutes); needs Debian's valgrind")
     args = parser.parse_args()
     site = start_fast_site("--products", str(args.products), "--dead-links", "0")
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
@@ -164,13 +218,16 @@ def main() -> None:
                 for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
                     one_page = [*variant_settings(variant, Path(tmp)), "-s", "CLOSESPIDER_PAGECOUNT=1"]
                     startup_cpu[variant].append(catalogue_crawl(site.url, one_page, Path(tmp))[3])
+            if args.instructions:
+                small, big = (int(size) for size in args.instructions.split(","))
+                per_request = instructions_per_request(site.url, (small, big), Path(tmp))
             for round_number in range(args.frontier_rounds):
                 for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
                     frontier[variant].append(frontier_run(variant, site.url, args.frontier, Path(tmp)))
                     figures = frontier[variant][-1]
                     print(f"frontier {round_number + 1} {variant:<11} {figures['schedule_s']:6.2f} s to schedule "
-                          f"{args.frontier:,} ({figures['schedule_cpu_s']:.2f} s CPU), peak RSS "
-                          f"{figures['peak_rss_mb']:,.0f} MB", flush=True)
+                          f"{args.frontier:,} ({figures['schedule_cpu_s']:.2f} s CPU, {figures['gc_s']:.2f} s "
+                          f"garbage collection), peak RSS {figures['peak_rss_mb']:,.0f} MB", flush=True)
     finally:
         site.stop()
     if args.rounds:
@@ -194,6 +251,15 @@ def main() -> None:
             print(f"{args.frontier:,} requests from one callback, {label} ours / Scrapy's: {spread(ratios)} "
                   f"(goal <= 1.10); plain {statistics.median(p[key] for p in frontier['plain']):,.1f}, "
                   f"ours {statistics.median(o[key] for o in frontier['checkpoints']):,.1f}")
+        outside = [(o["schedule_s"] - o["gc_s"]) / (p["schedule_s"] - p["gc_s"])
+                   for o, p in zip(frontier["checkpoints"], frontier["plain"], strict=True)]
+        print(f"  garbage collection: plain {statistics.median(p['gc_s'] for p in frontier['plain']):.2f} s, ours "
+              f"{statistics.median(o['gc_s'] for o in frontier['checkpoints']):.2f} s; the time outside it, ours / "
+              f"Scrapy's: {spread(outside)}")
+    if args.instructions:
+        print(f"instructions per scheduled request (valgrind, {small:,} to {big:,} requests): plain "
+              f"{per_request['plain']:,.0f}, ours {per_request['checkpoints']:,.0f}, ours / Scrapy's "
+              f"{per_request['checkpoints'] / per_request['plain']:.3f}")
 
 
 if __name__ == "__main__":
