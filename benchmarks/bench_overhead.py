@@ -24,11 +24,13 @@
   under valgrind, whose count of instructions does not move with the load of
   a shared machine (this one's wall clock drifts ±10 % between rounds); the
   instructions per scheduled request are the difference between two sizes,
-  so start-up cancels out. This is the cost of our code alone; the time
-  ratios add the memory effects.
+  so start-up cancels out; ``--crawl-instructions SMALL,BIG`` does the same
+  for the catalogue crawl, per page, from sites of two sizes. This is the
+  cost of our code alone; the time ratios add the memory effects and what
+  runs beside the crawl on the other core.
 
     python benchmarks/bench_overhead.py [--rounds 5] [--products 5000] [--startup-rounds 3]
-        [--frontier 200000] [--frontier-rounds 1] [--instructions 5000,25000]
+        [--frontier 200000] [--frontier-rounds 1] [--instructions 5000,25000] [--crawl-instructions 300,1300]
 """
 
 from __future__ import annotations
@@ -169,6 +171,40 @@ def instructions(variant: str, site: str, size: int, tmp: Path) -> int:
     return int(match.group(1).replace(",", ""))
 
 
+def crawl_instructions(variant: str, products: int, tmp: Path) -> tuple[int, int]:
+    """(instructions, responses) of one catalogue crawl of a ``products``-item site, the crawler under valgrind."""
+    site = start_fast_site("--products", str(products), "--dead-links", "0")
+    try:
+        name = f"{variant}-{products}-{time.monotonic_ns()}"
+        stats_file = tmp / f"{name}-stats.json"
+        # Checkpoints every 100 s of valgrind's time, as every 5 s at full speed.
+        command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                   sys.executable, "-m", "scrapy", "crawl", "catalogue", "-s", "LOG_LEVEL=WARNING",
+                   "-s", f"STATS_DUMP_FILE={stats_file}", "-o", f"{tmp / name}.jsonl:jsonlines",
+                   *variant_settings(variant, tmp), "-s", "RESILIENCE_CHECKPOINT_INTERVAL=100"]
+        output = subprocess.run(command, cwd=REPO / "example_project", capture_output=True, text=True, check=False,
+                                timeout=7200, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0",
+                                                   "DEMO_SITE_URL": site.url})
+    finally:
+        site.stop()
+    match = re.search(r"I\s+refs:\s+([\d,]+)", output.stderr)
+    if match is None or not stats_file.exists():
+        raise RuntimeError(f"{variant} crawl under valgrind failed:\n{output.stderr[-3000:]}")
+    return int(match.group(1).replace(",", "")), int(json.loads(stats_file.read_text())["response_received_count"])
+
+
+def instructions_per_page(sizes: tuple[int, int], tmp: Path) -> dict[str, float]:
+    """Per variant, the instructions per page of the catalogue crawl: the difference of two site sizes."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = {(variant, size): pool.submit(crawl_instructions, variant, size, tmp)
+                  for variant in VARIANTS for size in sizes}
+        per_page = {}
+        for variant in VARIANTS:
+            (small, small_pages), (big, big_pages) = (counts[variant, size].result() for size in sizes)
+            per_page[variant] = (big - small) / (big_pages - small_pages)
+        return per_page
+
+
 def instructions_per_request(site: str, sizes: tuple[int, int], tmp: Path) -> dict[str, float]:
     """Per variant, the instructions per scheduled request: the difference of two sizes, so start-up cancels out."""
     with ThreadPoolExecutor(max_workers=2) as pool:  # one child per core; the counts do not depend on it
@@ -192,6 +228,9 @@ def main() -> None:
     parser.add_argument("--startup-rounds", type=int, default=3)
     parser.add_argument("--frontier", type=int, default=200_000)
     parser.add_argument("--frontier-rounds", type=int, default=1)
+    parser.add_argument("--crawl-instructions", metavar="SMALL,BIG", default="",
+                        help="also count the instructions per page of the catalogue crawl with valgrind, on sites "
+                             "of these two sizes (300,1300: about 2 minutes); needs Debian's valgrind")
     parser.add_argument("--instructions", metavar="SMALL,BIG", default="",
                         help="also count the instructions per scheduled request with valgrind, from frontiers of "
                              "these two sizes (5000,25000: about 3 minutes); needs Debian's valgrind")
@@ -218,6 +257,9 @@ def main() -> None:
                 for variant in VARIANTS if round_number % 2 == 0 else reversed(VARIANTS):
                     one_page = [*variant_settings(variant, Path(tmp)), "-s", "CLOSESPIDER_PAGECOUNT=1"]
                     startup_cpu[variant].append(catalogue_crawl(site.url, one_page, Path(tmp))[3])
+            if args.crawl_instructions:
+                products = tuple(int(size) for size in args.crawl_instructions.split(","))
+                per_page = instructions_per_page((products[0], products[1]), Path(tmp))
             if args.instructions:
                 small, big = (int(size) for size in args.instructions.split(","))
                 per_request = instructions_per_request(site.url, (small, big), Path(tmp))
@@ -238,6 +280,10 @@ def main() -> None:
               f"ours {statistics.median(rates['checkpoints']):.1f}")
         print(f"CPU per page, ours minus Scrapy's: {spread(extra, 0)} µs "
               f"(Scrapy {statistics.median(cpu_us['plain']):.0f} µs)")
+    if args.crawl_instructions:
+        print(f"instructions per page of the catalogue crawl (valgrind, sites of {products[0]:,} to {products[1]:,} "
+              f"items): plain {per_page['plain']:,.0f}, ours {per_page['checkpoints']:,.0f}, ours / Scrapy's "
+              f"{per_page['checkpoints'] / per_page['plain']:.3f}")
     if args.rounds and args.startup_rounds:
         once = statistics.median(startup_cpu["checkpoints"]) - statistics.median(startup_cpu["plain"])
         pages = statistics.median(responses_of)
