@@ -155,42 +155,44 @@ def frontier_run(variant: str, site: str, size: int, tmp: Path) -> dict[str, Any
     raise RuntimeError(f"{variant} frontier child failed:\n{output.stdout[-2000:]}\n{output.stderr[-4000:]}")
 
 
-def instructions(variant: str, site: str, size: int, tmp: Path) -> int:
-    """The instructions a frontier child runs, whole process, counted by valgrind (the same count on a busy machine).
+# Valgrind slows a child about twentyfold: checkpoints every 100 s of its time are every 5 s at full speed.
+VALGRIND_CHECKPOINT_INTERVAL = "100"
 
-    Valgrind slows the child about twentyfold, so checkpoints come every
-    100 s of its time, as every 5 s do at full speed; the hash seed is fixed.
-    """
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-               *frontier_command(variant, site, size, tmp)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", "BENCH_CHECKPOINT_INTERVAL": "100"}
-    output = subprocess.run(command, capture_output=True, text=True, check=False, timeout=7200, env=env)
+
+def counted(what: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str]:
+    """(instructions, stdout) of ``command`` under valgrind: the same count on a busy machine (hash seed fixed)."""
+    output = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                             *command], cwd=cwd, capture_output=True, text=True, check=False, timeout=7200,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0", **env})
     match = re.search(r"I\s+refs:\s+([\d,]+)", output.stderr)
-    if match is None or "FIGURES " not in output.stdout:
-        raise RuntimeError(f"{variant} frontier child under valgrind failed:\n{output.stderr[-3000:]}")
-    return int(match.group(1).replace(",", ""))
+    if match is None or output.returncode != 0:
+        raise RuntimeError(f"{what} under valgrind failed:\n{output.stderr[-3000:]}")
+    return int(match.group(1).replace(",", "")), output.stdout
+
+
+def instructions(variant: str, site: str, size: int, tmp: Path) -> int:
+    """The instructions a frontier child runs, whole process."""
+    count, stdout = counted(f"{variant} frontier child", frontier_command(variant, site, size, tmp),
+                            {"BENCH_CHECKPOINT_INTERVAL": VALGRIND_CHECKPOINT_INTERVAL})
+    if "FIGURES " not in stdout:
+        raise RuntimeError(f"{variant} frontier child under valgrind printed no figures")
+    return count
 
 
 def crawl_instructions(variant: str, products: int, tmp: Path) -> tuple[int, int]:
     """(instructions, responses) of one catalogue crawl of a ``products``-item site, the crawler under valgrind."""
     site = start_fast_site("--products", str(products), "--dead-links", "0")
+    name = f"{variant}-{products}-{time.monotonic_ns()}"
+    stats_file = tmp / f"{name}-stats.json"
     try:
-        name = f"{variant}-{products}-{time.monotonic_ns()}"
-        stats_file = tmp / f"{name}-stats.json"
-        # Checkpoints every 100 s of valgrind's time, as every 5 s at full speed.
-        command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                   sys.executable, "-m", "scrapy", "crawl", "catalogue", "-s", "LOG_LEVEL=WARNING",
-                   "-s", f"STATS_DUMP_FILE={stats_file}", "-o", f"{tmp / name}.jsonl:jsonlines",
-                   *variant_settings(variant, tmp), "-s", "RESILIENCE_CHECKPOINT_INTERVAL=100"]
-        output = subprocess.run(command, cwd=REPO / "example_project", capture_output=True, text=True, check=False,
-                                timeout=7200, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0",
-                                                   "DEMO_SITE_URL": site.url})
+        count, _ = counted(f"{variant} crawl", [
+            sys.executable, "-m", "scrapy", "crawl", "catalogue", "-s", "LOG_LEVEL=WARNING",
+            "-s", f"STATS_DUMP_FILE={stats_file}", "-o", f"{tmp / name}.jsonl:jsonlines",
+            *variant_settings(variant, tmp), "-s", f"RESILIENCE_CHECKPOINT_INTERVAL={VALGRIND_CHECKPOINT_INTERVAL}",
+        ], {"DEMO_SITE_URL": site.url}, cwd=REPO / "example_project")
     finally:
         site.stop()
-    match = re.search(r"I\s+refs:\s+([\d,]+)", output.stderr)
-    if match is None or not stats_file.exists():
-        raise RuntimeError(f"{variant} crawl under valgrind failed:\n{output.stderr[-3000:]}")
-    return int(match.group(1).replace(",", "")), int(json.loads(stats_file.read_text())["response_received_count"])
+    return count, int(json.loads(stats_file.read_text())["response_received_count"])
 
 
 def instructions_per_page(sizes: tuple[int, int], tmp: Path) -> dict[str, float]:

@@ -225,10 +225,8 @@ class Ledger:
 
     def admitted(self, request: Request, fingerprint: bytes | None) -> None:
         """Our dupefilter let ``request`` through (new ``fingerprint``, or a restored request)."""
-        awaiting = self._awaiting
-        if awaiting is not None and awaiting[1] is request:
-            self._awaiting = None
-            self._add(awaiting[0], request)
+        if self._awaiting is not None and self._awaiting[1] is request:
+            self._add_awaiting()
         if fingerprint is not None:
             self._lines.append('{"f":"' + fingerprint.hex() + '"}')
 
