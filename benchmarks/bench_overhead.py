@@ -20,7 +20,9 @@
   others stay pending). Also the time spent in garbage collection within that
   window (Python's full collections walk the whole heap: at this size they take
   a quarter of plain Scrapy's time, and they are slowed by how the heap is laid
-  out, not by instructions) and the rest of the time, ours against Scrapy's.
+  out, not by instructions) and the rest of the time, ours against Scrapy's;
+  then the time to pop ``POPPED`` of them back out of the scheduler (past
+  10,000 requests a queue of ours keeps their JSON and rebuilds each request).
 - **Instructions** (``--instructions SMALL,BIG``): the frontier children run
   under valgrind, whose count of instructions does not move with the load of
   a shared machine (this one's wall clock drifts ±10 % between rounds); the
@@ -109,7 +111,7 @@ def start_fast_site(*args: str) -> Any:
 # -- a big frontier, in a child process --------------------------------------------
 
 
-def frontier_child(variant: str, site: str, size: int, job: str) -> None:
+def frontier_child(variant: str, site: str, size: int, job: str, popped: int) -> None:
     from scrapy import Request, Spider, signals
     from scrapy.crawler import CrawlerProcess
     from scrapy.http import Response
@@ -162,6 +164,13 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
         figures.setdefault("gc_s", 0.0)
         figures["schedule_cpu_s"] = time.process_time() - figures.pop("cpu_started")  # every thread's
         figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        # Then taking some back out, as the engine does: a queue of ours past 10,000
+        # requests rebuilds each from its JSON (the price of its smaller heap).
+        if popped:
+            scheduler, started = crawler.engine.scheduler, time.perf_counter()
+            for _ in range(popped):
+                scheduler.next_request()
+            figures["pop_us"] = (time.perf_counter() - started) / popped * 1e6
         print("FIGURES " + json.dumps(figures), flush=True)
         os._exit(0)
 
@@ -173,13 +182,18 @@ def frontier_child(variant: str, site: str, size: int, job: str) -> None:
     process.start()
 
 
-def frontier_command(variant: str, site: str, size: int, tmp: Path) -> list[str]:
-    return [sys.executable, __file__, "--child", variant, site, str(size), str(tmp / f"frontier-{time.monotonic_ns()}")]
+POPPED = 20_000  # requests taken back out of the scheduler after the frontier is built
+
+
+def frontier_command(variant: str, site: str, size: int, tmp: Path, popped: int = 0) -> list[str]:
+    return [sys.executable, __file__, "--child", variant, site, str(size), str(tmp / f"frontier-{time.monotonic_ns()}"),
+            str(popped)]
 
 
 def frontier_run(variant: str, site: str, size: int, tmp: Path) -> dict[str, Any]:
-    output = subprocess.run(frontier_command(variant, site, size, tmp), capture_output=True, text=True, check=False,
-                            timeout=3600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    command = frontier_command(variant, site, size, tmp, min(size, POPPED))
+    output = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     for line in output.stdout.splitlines():
         if line.startswith("FIGURES "):
             return json.loads(line[8:])
@@ -296,7 +310,8 @@ def main() -> None:
                     figures = frontier[variant][-1]
                     print(f"frontier {round_number + 1} {variant:<11} {figures['schedule_s']:6.2f} s to schedule "
                           f"{args.frontier:,} ({figures['schedule_cpu_s']:.2f} s CPU, {figures['gc_s']:.2f} s "
-                          f"garbage collection), peak RSS {figures['peak_rss_mb']:,.0f} MB", flush=True)
+                          f"garbage collection), peak RSS {figures['peak_rss_mb']:,.0f} MB; "
+                          f"{figures['pop_us']:.1f} µs per request popped", flush=True)
         with tempfile.TemporaryDirectory() as tmp:  # valgrind's children: one per core
             if args.crawl_instructions:
                 products = tuple(int(size) for size in args.crawl_instructions.split(","))
@@ -336,6 +351,9 @@ def main() -> None:
         print(f"  garbage collection: plain {statistics.median(p['gc_s'] for p in frontier['plain']):.2f} s, ours "
               f"{statistics.median(o['gc_s'] for o in frontier['checkpoints']):.2f} s; the time outside it, ours / "
               f"Scrapy's: {spread(outside)}")
+        print(f"  popping {min(args.frontier, POPPED):,} of them back out, µs per request: plain "
+              f"{statistics.median(p['pop_us'] for p in frontier['plain']):.1f}, ours "
+              f"{statistics.median(o['pop_us'] for o in frontier['checkpoints']):.1f}")
     if args.instructions:
         print(f"instructions per scheduled request (valgrind, {small:,} to {big:,} requests): plain "
               f"{per_request['plain']:,.0f}, ours {per_request['checkpoints']:,.0f}, ours / Scrapy's "
@@ -344,6 +362,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        frontier_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        frontier_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
     else:
         main()

@@ -12,7 +12,8 @@ add-on replaces with it), or by the ``request_scheduled`` signal for any
 other scheduler. Its ``"a"`` line is encoded in batches, when the buffer is
 flushed or a request enters the downloader (downloader middlewares change
 requests: Cookie, User-Agent), so the encoder runs in one tight loop rather
-than once per request between Scrapy's own steps.
+than once per request between Scrapy's own steps; or at once, when a memory
+queue keeps the request as that text (``spill.py``).
 
 *Done* means the engine removed the request from its in-progress set: by then
 everything its callback or errback produced has been scheduled or has left
@@ -95,6 +96,11 @@ def flush_feeds(crawler: Crawler) -> list[int]:
     return fds
 
 
+def _pending_line(key: str, request_json: str) -> str:
+    # Ids are "<run>.<n>" (or restored ones): plain ASCII, no JSON escaping needed.
+    return '{"a":"' + key + '","r":' + request_json + "}"
+
+
 class Ledger:
     """One per crawler (``get_ledger``): journals the frontier and finds done requests."""
 
@@ -107,6 +113,7 @@ class Ledger:
         # (id, request) pairs whose "a" line is not encoded yet, from _unencoded on.
         self._lines: list[str | tuple[str, Request]] = []
         self._unencoded: int | None = None
+        self._newest: int | None = None  # where the newest (id, request) pair is in the buffer
         self._flying: dict[str, Request] = {}
         self._pass_once: set[str] = set()
         self._flush_soon: Any = None
@@ -137,7 +144,7 @@ class Ledger:
         if self.writer is None or not self._lines:
             return
         self._encode()
-        lines, self._lines = self._lines, []
+        lines, self._lines, self._newest = self._lines, [], None
         self.writer.write(lines)  # type: ignore[arg-type]  # all encoded now
 
     def _flush_later(self) -> None:
@@ -164,22 +171,39 @@ class Ledger:
                 continue
             key, request = line
             try:
-                # Ids are "<run>.<n>" (or restored ones): plain ASCII, no JSON escaping needed.
-                encoded.append('{"a":"' + key + '","r":' + codec.dumps(request, spider) + "}")
+                encoded.append(_pending_line(key, codec.dumps(request, spider)))
             except UnserializableRequestError as exc:
                 self.unserializable += 1
                 self.crawler.stats.inc_value(stats.CHECKPOINT_UNSERIALIZABLE)
                 logger.error("%s; it is crawled but would be lost in a crash", exc)
-        self._lines, self._unencoded = encoded, None
+        self._lines, self._unencoded, self._newest = encoded, None, None
 
     def _add(self, key: str, request: Request) -> None:
         if self._unencoded is None:
             self._unencoded = len(self._lines)
+        self._newest = len(self._lines)
         self._lines.append((key, request))
         if request.meta.get(START_KEY):
             self._lines.append('{"s":"' + self.crawler.request_fingerprinter.fingerprint(request).hex() + '"}')
         if len(self._lines) >= _FLUSH_LINES:
             self.flush()
+
+    def request_json(self, request: Request) -> str | None:
+        """The JSON of ``request`` (as in its "a" line), or None if it cannot be encoded.
+
+        The request journaled last, still waiting in the buffer, is encoded
+        now and its "a" line with it, rather than twice. Any other (a
+        restored request, not journaled again) is encoded for the caller
+        only. An unserializable one is reported when the buffer is flushed.
+        """
+        entry = self._lines[self._newest] if self._newest is not None else None
+        try:
+            text = codec.dumps(request, self.crawler.spider)
+        except UnserializableRequestError:
+            return None
+        if type(entry) is tuple and entry[1] is request:
+            self._lines[self._newest] = _pending_line(entry[0], text)  # type: ignore[index]
+        return text
 
     def _add_awaiting(self) -> None:
         # The dupefilter did not judge the last scheduled request (a custom

@@ -161,6 +161,11 @@ def test_values_orjson_cannot_write_round_trip() -> None:
         key: value for key, value in meta.items() if key != "nan"}
 
 
+def test_a_big_integer_alone_comes_back_an_integer() -> None:
+    """Untagged texts are read on a shorter path; an integer beyond 64 bits stays an integer there too."""
+    assert round_trip(Request("http://127.0.0.1/", meta={"big": 2**70})).meta == {"big": 2**70}
+
+
 def test_spider_state_helpers_round_trip() -> None:
     """to_json/from_json keep tuples and bytes for spider.state and refuse unknown types with TypeError."""
     state = {"seen": ("a", 1), "blob": b"\x00"}
