@@ -15,7 +15,7 @@ under the queue key as a prefix:
 * ``Q:crashes`` HASH: sha1(payload) -> how many workers died with it leased,
   carried into the request's meta when it is taken again.
 * ``Q:dead`` HASH: worker id -> requests reclaimed from it; ``Q:seq`` the
-  lease id counter; ``Q:abort`` the shared abort decision.
+  lease id counter; ``Q:abort`` the shared abort decision (the first of a run stands, ``ABORT``).
 * ``Q:pauses`` HASH: download slot -> ``until-ms TAB worker``, the end of the
   latest pause a site asked of the job (``Retry-After``, see ``pauses``).
 
@@ -173,6 +173,18 @@ RELEASE = _PUT_BACK + """
 local n = put_back(KEYS[4], 0)
 redis.call('ZREM', KEYS[3], ARGV[2])
 return n
+"""
+
+# KEYS: abort. ARGV: reason, worker, since (ms). Records the job's abort as
+# ``now TAB reason TAB worker`` unless a decision taken since ``since`` (the
+# worker's start) is recorded already: the first decision of a run stands, an
+# earlier run's is replaced. Returns the record in force.
+ABORT = _NOW + """
+local old = redis.call('GET', KEYS[1])
+if old and tonumber(string.match(old, '^%d+')) >= tonumber(ARGV[3]) then return old end
+local record = string.format('%d', now) .. '\t' .. ARGV[1] .. '\t' .. ARGV[2]
+redis.call('SET', KEYS[1], record)
+return record
 """
 
 # The end (ms) of a pause record ``until TAB worker``.

@@ -28,7 +28,8 @@ class JobOps:
         self.mine = job.leases(worker)
         self.scripts = {name: server.register_script(source) for name, source in (
             ("push", keys.PUSH), ("lease", keys.LEASE), ("renew", keys.RENEW), ("reclaim", keys.RECLAIM),
-            ("release", keys.RELEASE), ("status", keys.STATUS), ("pause", keys.PAUSE))}  # fmt: skip
+            ("release", keys.RELEASE), ("status", keys.STATUS), ("pause", keys.PAUSE),
+            ("abort", keys.ABORT))}  # fmt: skip
 
     def push(self, client: Any, batch: list[Any]) -> int:
         """Queue (fingerprint, score, payload) triples, flat; return how many were new."""
@@ -56,6 +57,11 @@ class JobOps:
         job = self.job
         return list(self.scripts["status"](keys=[job.queue, job.workers, job.abort, job.pauses],
                                            args=[self.mode, job.lease_prefix], client=client))
+
+    def abort(self, client: Any, reason: str, since_ms: int) -> str:
+        """Record this worker's abort unless one taken since ``since_ms`` is; return the record in force."""
+        return keys.as_str(self.scripts["abort"](keys=[self.job.abort], args=[reason, self.worker, since_ms],
+                                                 client=client))
 
     def pause(self, client: Any, slot: str, until: float) -> int:
         """Pause ``slot`` for the job until ``until`` (epoch, our clock; stored in server time); 1 if recorded."""

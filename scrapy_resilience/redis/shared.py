@@ -3,7 +3,8 @@
 Each worker's monitor judges the failure rate on what it sees; N workers
 hitting a dead site would otherwise decide N times, at N moments, some of them
 only after many more failed requests. The first decision is written to
-``Q:abort`` as ``server-ms TAB reason TAB worker``; every worker reads it with
+``Q:abort`` as ``server-ms TAB reason TAB worker`` (atomically, ``keys.ABORT``:
+two workers deciding at once leave the first one's record); every worker reads it with
 the job's status (every 0.25 s) and stops with the same reason through its own
 monitor (``MonitorExtension.stop``), so each one runs its abort actions and
 puts its unfinished requests back in the queue. Only the failure rate is
@@ -18,13 +19,14 @@ A site's pause (a Retry-After seen by one worker) travels the same way, in
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
 from scrapy.crawler import Crawler
 
 from scrapy_resilience.monitor.extension import MonitorExtension
 from scrapy_resilience.monitor.judge import REASON_FAILURE_RATE
 from scrapy_resilience.redis.link import RedisLink
+from scrapy_resilience.redis.ops import JobOps
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +36,12 @@ SHARED_REASONS = frozenset({REASON_FAILURE_RATE})
 class SharedAbort:
     """Publishes this worker's failure-rate abort and follows the one another worker published."""
 
-    def __init__(self, crawler: Crawler, link: RedisLink, key: str, worker: str) -> None:
+    def __init__(self, crawler: Crawler, link: RedisLink, ops: JobOps, started_ms: Callable[[], int]) -> None:
         self.crawler = crawler
         self.link = link
-        self.key = key
-        self.worker = worker
+        self.ops = ops
+        self.worker = ops.worker
+        self.started_ms = started_ms  # our start, server time: a decision older than that is an earlier run's
         self.published = False
         self.followed: str | None = None
 
@@ -53,20 +56,25 @@ class SharedAbort:
         if monitor.stopping in SHARED_REASONS:
             self.published = True
             reason = monitor.stopping
-            self.link.submit(lambda client: self._publish(client, reason))
+            since = self.started_ms()
+            self.link.submit(lambda client: self.ops.abort(client, reason, since), self._published)
 
-    def status(self, record: str, started_ms: int) -> None:
-        """The job's abort record as just read (``""`` for none); ``started_ms``: our start, server time."""
+    def _published(self, record: str | None) -> None:
+        if record is None:
+            return  # the link stopped before Redis answered
+        _, reason, worker = record.split("\t", 2)
+        if worker != self.worker:
+            logger.warning("Worker %(worker)s had decided to stop the job first (%(reason)s)",
+                           {"worker": worker, "reason": reason})
+
+    def status(self, record: str) -> None:
+        """The job's abort record as just read (``""`` for none)."""
         monitor = self._monitor()
         if monitor is None or monitor.stopping is not None or not record:
             return
         at, reason, worker = record.split("\t", 2)
-        if int(at) >= started_ms and worker != self.worker:
+        if int(at) >= self.started_ms() and worker != self.worker:
             self.followed = reason
             logger.warning("Worker %(worker)s decided to stop the job (%(reason)s): stopping too",
                            {"worker": worker, "reason": reason})
             monitor.stop(reason, {"decided_by": worker})
-
-    def _publish(self, client: Any, reason: str) -> None:
-        seconds, micros = client.time()
-        client.set(self.key, f"{seconds * 1000 + micros // 1000}\t{reason}\t{self.worker}")

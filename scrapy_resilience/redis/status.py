@@ -43,7 +43,7 @@ class JobStatus:
         self.ops = ops
         self.on_read = on_read
         self.started_ms = 0  # server time of our first contact with Redis: older abort decisions are not ours
-        self.abort = SharedAbort(crawler, link, ops.job.abort, ops.worker)
+        self.abort = SharedAbort(crawler, link, ops, lambda: self.started_ms)
         self.pauses = SharedPauses(crawler, link, ops)
         link.every(STATUS_INTERVAL, self._read, self._read_done)
 
@@ -60,6 +60,6 @@ class JobStatus:
             return
         seq, (pending, leased, abort, server_ms, pauses) = result
         status = Status(seq, int(pending), int(leased), as_str(abort), int(server_ms))
-        self.abort.status(status.abort, self.started_ms)
+        self.abort.status(status.abort)
         self.pauses.status(pauses, status.server_ms)
         self.on_read(status)

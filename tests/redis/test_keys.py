@@ -74,3 +74,17 @@ def test_the_later_pause_of_a_site_wins_and_the_status_lists_those_in_force(redi
     assert pause("shop.example", 90_000, "w2") == 1  # ends later: w2's now
     assert set(redis_server.client.hkeys(JOB.pauses)) == {b"shop.example"}  # the ended ones were dropped
     assert in_force()[b"shop.example"].endswith(b"\tw2")
+
+
+def test_the_first_abort_of_a_run_stands_and_an_earlier_runs_is_replaced(redis_server: RedisServer) -> None:
+    """ABORT keeps a decision taken since the worker's start; one older than that is overwritten."""
+    def abort(reason: str, worker: str, since: int) -> list[str]:
+        return keys.as_str(run(redis_server, keys.ABORT, [JOB.abort], reason, worker, since)).split("\t")
+
+    at, reason, worker = abort("resilience_failure_rate", "first", 0)
+    assert (reason, worker) == ("resilience_failure_rate", "first")
+    assert abort("other_reason", "second", int(at)) == [at, "resilience_failure_rate", "first"]
+    assert keys.as_str(redis_server.client.get(JOB.abort)) == f"{at}\tresilience_failure_rate\tfirst"
+    # A worker started after that decision (a restarted job) replaces it with its own.
+    new_at, _, worker = abort("resilience_failure_rate", "restarted", int(at) + 1)
+    assert worker == "restarted" and int(new_at) >= int(at)

@@ -163,10 +163,11 @@ def test_a_dead_site_stops_every_worker_with_one_reason_and_a_restart_finishes(
     """Three workers, the site dies: all stop with resilience_failure_rate; once it is back a restart finishes."""
     workers = make_workers(site, ABORT)
     workers.start(1)
-    # The two others take two requests at a time and would judge only after 10,000
-    # outcomes of their own: the first worker decides, they can only follow.
-    workers.start(2, CONCURRENT_REQUESTS=2, RESILIENCE_ABORT_MIN_OPERATIONS=10_000,
-                  RESILIENCE_ABORT_WINDOW_SIZE=10_000)
+    # The two others take two requests at a time and abort only above a failure rate of
+    # 100 %, which no rate reaches: the first worker decides, they can only follow. (With
+    # probes 0.1 s apart, a higher minimum of operations alone is soon reached by the
+    # turns their parked requests lose.)
+    workers.start(2, CONCURRENT_REQUESTS=2, RESILIENCE_ABORT_FAILURE_RATE=100)
     wait_for(lambda: workers.total_items() >= 20, timeout=120, what="20 items")
     site.set_faults(outage={"duration": 3600, "mode": "503"})
     workers.wait()
