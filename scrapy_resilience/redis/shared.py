@@ -61,7 +61,7 @@ class SharedAbort:
 
     def _published(self, record: str | None) -> None:
         if record is None:
-            return  # the link stopped before Redis answered
+            return  # Redis refused the script (the link logged why)
         _, reason, worker = record.split("\t", 2)
         if worker != self.worker:
             logger.warning("Worker %(worker)s had decided to stop the job first (%(reason)s)",
