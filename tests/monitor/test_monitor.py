@@ -76,8 +76,8 @@ def monitor_settings(**extra: Any) -> dict[str, Any]:
         "DOWNLOADER_MIDDLEWARES": {OutcomeMiddleware: OUTCOME_ORDER},
         "DOWNLOAD_HANDLERS": {"http": WireHandler},
         "RESILIENCE_MONITOR_INTERVAL": 0.5,
-        # One transfer at a time, many requests in the engine: most of those
-        # that passed the middlewares wait in the download slot's queue.
+        # One transfer at a time: the other requests wait in the engine's
+        # scheduler or in the download slot's queue.
         "CONCURRENT_REQUESTS": 16,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
         "RETRY_TIMES": 1,
@@ -124,7 +124,10 @@ def test_disabled_monitor_is_not_configured():
 
 # Scrapy's own retries, or the whole add-on (our retries hold backoffs outside the downloader).
 WIRINGS = {
-    "components": {},
+    # A delay between transfers keeps requests waiting in the download slot's
+    # queue: without one, the site's instant 503s drain the queue about as fast
+    # as the engine fills it, and at the decision it held one request or none.
+    "components": {"DOWNLOAD_DELAY": 0.02, "DOWNLOAD_DELAY_JITTER": 0},
     "addon": {
         "ADDONS": {"scrapy_resilience.Addon": 500},
         "RESILIENCE_RETRY_MAX_ATTEMPTS": 2,
