@@ -10,8 +10,9 @@
   (``response_received_count / elapsed_time_seconds``), the median of the
   per-round ratios with their spread, their mean and standard deviation
   (about 0.07 on this shared machine, even between two runs of plain Scrapy
-  in a row: 21 rounds by default put the median within about ±0.02), and the CPU time per page (the
-  process's, imports included) ours minus Scrapy's; then the CPU of start-up
+  in a row: 21 rounds by default put the median within about ±0.02), and
+  the CPU time per page (the process's, imports included) ours minus
+  Scrapy's; then the CPU of start-up
   and shutdown alone (the same crawl closed after its first page,
   ``--startup-rounds`` alternating rounds), to say how much of the difference
   per page is paid once per crawl.
