@@ -1,4 +1,4 @@
-"""The one cattrs converter of the package: entities <-> JSON, checksums, schema versions.
+"""Entities <-> JSON (cattrs reads, attrs writes), checksums, schema versions.
 
 JSON form of the entities: enums are their lowercase string values
 (``"completed"``), datetimes are ISO 8601 in UTC with a ``Z`` (microseconds
@@ -37,6 +37,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any, TypeVar
 
 import attrs
@@ -119,7 +120,6 @@ def _generic_of(origin: type) -> Callable[[Any], bool]:
 _converter.register_structure_hook_factory(attrs.has, _only(dict, make_dict_structure_fn))
 _converter.register_structure_hook_factory(_generic_of(dict), _only(dict, mapping_structure_factory))
 _converter.register_structure_hook_factory(_generic_of(tuple), _only(list, homogenous_tuple_structure_factory))
-_converter.register_unstructure_hook(datetime, _format_datetime)
 _converter.register_structure_hook(datetime, _parse_datetime)
 _converter.register_structure_hook(int, _strict(int))
 _converter.register_structure_hook(float, _strict(float, int, float))
@@ -154,9 +154,27 @@ def _messages(exc: BaseException, path: str) -> list[str]:
     return messages
 
 
+def _json_value(_instance: Any, _field: Any, value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return _format_datetime(value)
+    return value
+
+
 def unstructure(obj: Any) -> Any:
-    """The JSON-ready form (dicts, lists, strings, numbers, bools, None) of an entity."""
-    return _converter.unstructure(obj)
+    """The JSON-ready form (dicts, lists, strings, numbers, bools, None) of an entity.
+
+    attrs' own ``asdict``, not the converter: to pick a hook for each type it
+    meets, cattrs asks first "is it a Mapping?", an ``issubclass`` that walks
+    the hundred-odd classes under ``collections.abc.Mapping`` and leaves an
+    entry in each one's cache. Writing a checkpoint left 2,900 such objects,
+    alive as long as the process, and every full pass of the garbage
+    collector walks them: about 0.7 % of a CPU-bound crawl.
+    """
+    return attrs.asdict(obj, value_serializer=_json_value)
 
 
 def structure(data: Any, cls: type[T]) -> T:
