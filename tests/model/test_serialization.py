@@ -7,6 +7,8 @@ import hashlib
 import json
 import logging
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -560,3 +562,35 @@ def test_event_line_uses_the_json_form() -> None:
     assert data["severity"] == "critical" and data["category"] == "browser" and data["recovery_action"] == "restart"
     assert data["timestamp"] == "2025-01-27T15:30:00Z"
     assert data["resolution_time"] is None
+
+
+_LONG_LIVED = """
+import gc, sys
+# The classes under collections.abc.Mapping of a crawl's process (about 100).
+import lxml.html, scrapy.crawler, scrapy.http, twisted.web.client
+from scrapy_resilience.model.entities import *  # noqa
+from scrapy_resilience.model.serialization import checkpoint_from_document, checkpoint_to_document, seal
+checkpoint = Checkpoint(job_id="books", sequence_number=1, data=CheckpointData(
+    job_state={"spider_state": {"pages": 3}, "seen": [1, 2.5, None, True]},
+    errors=[ErrorRecord(item_id="https://example.com/x", error_type="HttpError", error_message="404")]))
+gc.collect()
+before = len(gc.get_objects())
+sealed = seal(checkpoint)
+assert checkpoint_from_document(checkpoint_to_document(sealed)) == sealed
+del sealed
+gc.collect()
+print(len(gc.get_objects()) - before)
+"""
+
+
+def test_writing_and_reading_a_checkpoint_leaves_few_long_lived_objects() -> None:
+    """Every object that outlives a checkpoint is walked by each of the garbage collector's full passes.
+
+    Asking cattrs to pick a hook for a type (int, an enum, an entity) asked
+    whether it is a Mapping, which left an entry in the cache of each of the
+    ~100 classes under ``collections.abc.Mapping``: 1,000 objects in this
+    process for the first checkpoint written (2,900 in a crawl's). The hooks
+    cattrs generates for reading stay (about 150).
+    """
+    output = subprocess.run([sys.executable, "-c", _LONG_LIVED], capture_output=True, text=True, check=True)
+    assert int(output.stdout) < 400
