@@ -296,8 +296,12 @@ class MonitorExtension:
         """Whether a request may still be sent (``OutcomeMiddleware``); counts the ones refused."""
         self._judge_earlier_crashes()
         if self.blocking:
-            self.crawler.stats.inc_value(stats.ABORT_BLOCKED)
+            self._blocked(1)
         return not self.blocking
+
+    def _blocked(self, count: int) -> None:
+        if count:
+            self.crawler.stats.inc_value(stats.ABORT_BLOCKED, count)
 
     def stop(self, reason: str, detail: dict[str, Any]) -> None:
         """Stop the crawl for ``reason`` by the configured AbortActions (once; the first reason wins)."""
@@ -312,10 +316,9 @@ class MonitorExtension:
         self.crawler.engine.pause()
         if shuts_down:
             # Requests past OutcomeMiddleware before the decision may still wait
-            # in a download slot's queue: they are refused too, never sent.
-            queued = halt.fail_queued_requests(self.crawler.engine.downloader, lambda: RequestAfterAbort(reason))
-            if queued:
-                self.crawler.stats.inc_value(stats.ABORT_BLOCKED, queued)
+            # in a download slot's queue, or have just left it: they are refused
+            # too, never sent, and counted as blocked.
+            halt.fail_queued_requests(self.crawler.engine.downloader, lambda: RequestAfterAbort(reason), self._blocked)
         d = deferred_from_coro(self._run_actions(reason, detail, shuts_down))
         d.addErrback(lambda failure: logger.error("Abort failed", exc_info=failure.value))
 

@@ -27,24 +27,26 @@ from scrapy_resilience.health.slotqueue import fail_queued
 logger = logging.getLogger(__name__)
 
 
-def fail_queued_requests(downloader: Any, exception: Callable[[], Exception]) -> int:
-    """Fail every request waiting in a download slot's queue with ``exception()``; how many.
+def fail_queued_requests(downloader: Any, exception: Callable[[], Exception], refused: Callable[[int], None]) -> None:
+    """Fail every request waiting in a download slot's queue with ``exception()``, and any sent from now on.
 
-    The queues are emptied by ``health/slotqueue.fail_queued``, which says how;
-    the frontier keeps a ``RequestAfterAbort`` pending.
+    ``refused(n)`` is told how many: those of the queues at once, then each
+    one refused on its way to a download handler. The queues are emptied by
+    ``health/slotqueue.fail_queued``, which says how; the frontier keeps a
+    ``RequestAfterAbort`` pending.
     """
-    failed = sum(fail_queued(slot, exception) for slot in downloader.slots.values())
+    refused(sum(fail_queued(slot, exception) for slot in downloader.slots.values()))
 
     # A request popped from a slot's queue reaches its download handler only on
     # the next turn of the event loop (``_process_queue`` schedules
     # ``_wait_for_download`` as a task), so one popped just before the decision
     # is in no queue now: it is refused where it would reach the handler, and
-    # fails the same way.
+    # fails (and is counted) the same way.
     async def refuse(request: Any) -> Any:
+        refused(1)
         raise exception()
 
     downloader.handlers.download_request_async = refuse
-    return failed
 
 
 async def force_stop(crawler: Any, reason: str, timeout: float) -> None:
