@@ -9,8 +9,10 @@
   (see ``crawling_core``). Prints each round's pages per second
   (``response_received_count / elapsed_time_seconds``), the median of the
   per-round ratios with their spread, their mean and standard deviation
-  (about 0.07 on this shared machine, even between two runs of plain Scrapy
-  in a row: 21 rounds by default put the median within about ±0.02), and
+  (0.07 to 0.13 on this shared machine, 0.07 even between two runs of plain
+  Scrapy in a row; the median of a run of 21 to 31 rounds moved by ±0.06
+  between runs of the same code in one evening, more than the rounds'
+  spread alone explains: the machine's speed drifts between runs too), and
   the CPU time per page (the process's, imports included) ours minus
   Scrapy's; then the CPU of start-up
   and shutdown alone (the same crawl closed after its first page,
