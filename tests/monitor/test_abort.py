@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import scrapy
 from hypothesis import given
 from hypothesis import strategies as st
@@ -197,6 +198,11 @@ async def test_fail_queued_requests_refuses_what_waits_in_the_slots_of_real_scra
     assert not downloader.active
     assert all(not slot.active and not slot.queue and not slot.transferring for slot in downloader.slots.values())
     assert crawler.stats.get_value("finish_reason") == "finished"
+    # One taken from a slot's queue just before the decision meets the handler's refusal, counted too.
+    with pytest.raises(RequestAfterAbort):
+        await downloader.handlers.download_request_async(Request(f"{demo_site.url}/fault/slow?delay=1&n=late"))
+    assert sum(failed) == refused + 1
+    assert len(demo_site.log()) == len(answered)
 
 
 @deferred_f_from_coro_f
